@@ -1,0 +1,31 @@
+# Quickstart: `make bench` and `make test`. Each creates .venv if missing and installs the pinned
+# dependencies (constraints.txt) before doing its job.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: bench test lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt ".[dev]"
+	rm -rf build *.egg-info
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) run_bench.py $(BENCH_ARGS)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) cache build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""The benchmark engine: hyperparameter resolution, training loop, records, tables and the CLI."""

@@ -1,0 +1,165 @@
+"""``run_bench.py``: sweep methods x datasets x bias ratios x seeds, resumably, and write the tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench.environment import DEVICES, DeviceError, resolve_device
+from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
+from bench.records import append_record, read_records, write_text_atomic
+from bench.runner import RunPaths, RunSpec, execute, load_data
+from bench.tables import render_csv, render_latex, render_markdown, render_timing
+from datasets import DATASETS, DataError
+from methods import METHODS
+
+DEFAULT_RATIOS = "0.005,0.01,0.05"
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit code 2, nothing written."""
+
+
+def _names(value: str, registry: dict, kind: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in registry]
+    if unknown or not names:
+        raise UsageError(f"unknown {kind} {', '.join(unknown) or '(none)'}; valid: {', '.join(registry)}")
+    return list(dict.fromkeys(names))
+
+
+def _ratios(value: str) -> list[float]:
+    try:
+        ratios = [float(r) for r in value.split(",") if r.strip()]
+    except ValueError:
+        raise UsageError(f"--ratios {value!r}: expected comma-separated numbers in (0, 1)") from None
+    bad = [r for r in ratios if not 0 < r < 1]
+    if bad or not ratios:
+        raise UsageError(f"--ratios: each bias ratio must be in (0, 1), got {value!r}")
+    return list(dict.fromkeys(ratios))
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {value!r}: expected comma-separated integers") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise UsageError(f"--seeds {value!r}: expected non-negative integers")
+    return list(dict.fromkeys(seeds))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_bench.py",
+        description="Benchmark debiasing methods on synthetic-bias datasets. With no flags: the quick "
+        "preset, every method on cmnist at 0.5/1/5 %%, seed 0.",
+    )
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--datasets", default="cmnist", help=f"comma list of {', '.join(DATASETS)}")
+    parser.add_argument("--ratios", default=DEFAULT_RATIOS, help="bias-conflicting fractions in (0, 1)")
+    parser.add_argument("--seeds", default="0", help="comma list of training seeds")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (overrides the preset)")
+    parser.add_argument("--preset", default="quick", help=f"{' or '.join(PRESETS)} (paper: published schedule)")
+    parser.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "./data"),
+                        help="source datasets (default $DATA_ROOT or ./data)")
+    parser.add_argument("--cache-dir", default=os.environ.get("DEBIAS_BENCH_CACHE", "./cache"),
+                        help="generated datasets (default $DEBIAS_BENCH_CACHE or ./cache)")
+    parser.add_argument("--out", default=None, help="output folder (default results/<preset>)")
+    parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)}")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a hyperparameter or dataset option: <method>.<key>=v or <dataset>.<key>=v")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def plan(args: argparse.Namespace) -> list[RunSpec]:
+    """Validate the arguments and return the runs of the sweep; UsageError on bad input."""
+    methods = _names(args.methods, METHODS, "method")
+    datasets = _names(args.datasets, DATASETS, "dataset")
+    ratios = _ratios(args.ratios)
+    seeds = _seeds(args.seeds)
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset}; valid: {', '.join(PRESETS)}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    try:
+        sets = parse_sets(args.sets)
+        unknown = [s for s in sets if s not in METHODS and s not in DATASETS]
+        if unknown:
+            raise UsageError(
+                f"--set {unknown[0]}.*: unknown scope; valid: {', '.join([*METHODS, *DATASETS])}"
+            )
+        options = {d: resolve_options(DATASETS[d], sets.get(d, {})) for d in datasets}
+        hparams = {
+            (m, d): resolve_hparams(METHODS[m], DATASETS[d], args.preset, args.epochs, sets.get(m, {}))
+            for m in methods for d in datasets
+        }
+    except HparamError as error:
+        raise UsageError(str(error)) from None
+    return [
+        RunSpec(m, d, r, s, args.preset, hparams[m, d], options[d])
+        for d in datasets for r in ratios for m in methods for s in seeds
+    ]
+
+
+def prepare_data(specs: list[RunSpec], paths: RunPaths) -> None:
+    """Build or verify every (dataset, ratio) cache up front, so missing data fails before any run."""
+    seen = set()
+    for spec in specs:
+        key = (spec.dataset, spec.ratio, tuple(sorted(spec.dataset_options.items())))
+        if key not in seen:
+            seen.add(key)
+            load_data(spec, paths)
+
+
+def write_reports(out: Path, records: list[dict]) -> str:
+    table = render_markdown(records)
+    write_text_atomic(out / "table.md", table)
+    write_text_atomic(out / "table.csv", render_csv(records))
+    write_text_atomic(out / "table.tex", render_latex(records))
+    write_text_atomic(out / "timing.md", render_timing(records))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        specs = plan(args)
+        device = resolve_device(args.device)
+        paths = RunPaths(Path(args.data_root), Path(args.cache_dir))
+        prepare_data(specs, paths)
+    except (UsageError, DeviceError, DataError) as error:
+        print(f"run_bench.py: error: {error}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out) if args.out else Path("results") / args.preset
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = {record.get("key") for record in read_records(results)}
+    pending = [spec for spec in specs if spec.key not in done]
+    print(f"preset {args.preset} on {device}: {len(specs)} runs, {len(specs) - len(pending)} already done "
+          f"in {results}", file=sys.stderr)
+
+    failures = 0
+    progress = not args.no_progress
+    for spec in tqdm(pending, desc="sweep", unit="run", disable=not progress):
+        record = execute(spec, paths, device, progress=progress)
+        append_record(results, record)
+        if record["status"] != "ok":
+            failures += 1
+            tqdm.write(f"run failed: {spec.method} {spec.dataset} r={spec.ratio} seed={spec.seed}: "
+                       f"{record['error']}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = read_records(results)
+    wanted = {spec.key for spec in specs}
+    print(write_reports(out, [r for r in records if r.get("key") in wanted]))
+    print(f"wrote {out}/table.md, table.csv, table.tex, timing.md", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,85 @@
+"""Resolve a run's hyperparameters from the layers that set them, lowest first:
+
+1. the dataset's training setting (``TRAIN_DEFAULTS``: model, optimiser, schedule, epochs);
+2. the method's ``HPARAMS``, then its ``DATASET_HPARAMS[dataset]``;
+3. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
+4. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule;
+5. ``--set <method>.<key>=value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import BiasedDataset
+from methods import Method
+
+PRESETS = ("quick", "paper")
+
+
+class HparamError(ValueError):
+    """A bad ``--set`` or preset; the message is one line."""
+
+
+def coerce(value: str, like: Any, name: str) -> Any:
+    """Parse a ``--set`` string into the type of the default it overrides."""
+    try:
+        if isinstance(like, bool):
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "1")
+        if isinstance(like, int):
+            return int(value)
+        if isinstance(like, float):
+            return float(value)
+    except ValueError:
+        raise HparamError(f"--set {name}={value}: expected a {type(like).__name__}") from None
+    return value
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["erm.lr=0.1", "cmnist.train_size=500"]`` -> ``{"erm": {"lr": "0.1"}, "cmnist": {...}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        scope, dot, key = name.partition(".")
+        if not eq or not dot or not scope or not key:
+            raise HparamError(f"--set {item!r}: expected SCOPE.KEY=VALUE, e.g. erm.lr=0.01 or cmnist.train_size=500")
+        parsed.setdefault(scope, {})[key] = value
+    return parsed
+
+
+def resolve_hparams(
+    method: type[Method],
+    dataset: type[BiasedDataset],
+    preset: str,
+    epochs: int | None,
+    sets: dict[str, str],
+) -> dict[str, Any]:
+    base = {**dataset.TRAIN_DEFAULTS, **method.HPARAMS, **method.DATASET_HPARAMS.get(dataset.name, {})}
+    hp = dict(base)
+    if preset not in PRESETS:
+        raise HparamError(f"unknown preset {preset}; valid: {', '.join(PRESETS)}")
+    if preset == "quick":
+        hp.update(dataset.QUICK)
+    if epochs is not None:
+        hp["epochs"] = epochs
+    if hp["epochs"] != base["epochs"]:
+        for key in method.EPOCH_HPARAMS:
+            if key in base and base[key] > 0:
+                hp[key] = max(1, round(base[key] * hp["epochs"] / base["epochs"]))
+    for key, value in sets.items():
+        if key not in base:
+            raise HparamError(f"--set {method.name}.{key}: unknown key; valid: {', '.join(sorted(base))}")
+        hp[key] = coerce(value, base[key], f"{method.name}.{key}")
+    return hp
+
+
+def resolve_options(dataset: type[BiasedDataset], sets: dict[str, str]) -> dict[str, Any]:
+    options = dict(dataset.OPTIONS)
+    for key, value in sets.items():
+        if key not in options:
+            raise HparamError(f"--set {dataset.name}.{key}: unknown key; valid: {', '.join(sorted(options))}")
+        options[key] = coerce(value, options[key], f"{dataset.name}.{key}")
+    return options

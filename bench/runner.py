@@ -1,0 +1,121 @@
+"""One run = (method, dataset, ratio, seed, hyperparameters): build it, train it, record it.
+
+``execute`` never raises for a failing run: the failure becomes a ``failed`` record with the error, so a
+sweep goes on. Only KeyboardInterrupt (and other BaseExceptions) escape, leaving no record, so a rerun
+redoes that run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data import DeviceSplit
+from bench.environment import describe, peak_memory_mb
+from bench.trainer import DeviceData, train_and_evaluate
+from datasets import DATASETS
+from datasets.cache import load_or_build
+from methods import METHODS, RunContext
+
+# Record field -> evaluate() key, named as the issue tracker and the tables use them.
+TEST_METRICS = {
+    "test_acc": "acc",
+    "test_aligned_acc": "aligned_acc",
+    "test_conflicting_acc": "conflicting_acc",
+    "worst_group_acc": "worst_group_acc",
+    "test_loss": "loss",
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    dataset: str
+    ratio: float
+    seed: int
+    preset: str
+    hparams: dict[str, Any] = field(hash=False)
+    dataset_options: dict[str, Any] = field(hash=False)
+
+    @property
+    def key(self) -> str:
+        """Identity for resuming: the same spec always maps to the same key."""
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    data_root: Path
+    cache_dir: Path
+
+
+def load_data(spec: RunSpec, paths: RunPaths):
+    dataset = DATASETS[spec.dataset](spec.dataset_options)
+    return dataset, load_or_build(dataset, paths.data_root, spec.ratio, paths.cache_dir)
+
+
+def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    dataset, data = load_data(spec, paths)
+    device_data = DeviceData(
+        train=DeviceSplit(data.train, device),
+        valid=DeviceSplit(data.valid, device),
+        test=DeviceSplit(data.test, device),
+        num_classes=dataset.num_classes,
+        augment=dataset.train_augmentation(device),
+    )
+    data_seconds = time.perf_counter() - start
+
+    torch.manual_seed(spec.seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(spec.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ctx = RunContext(
+        num_classes=dataset.num_classes,
+        input_shape=dataset.input_shape,
+        train_size=len(data.train),
+        device=device,
+        generator=generator,
+    )
+    method = METHODS[spec.method](dict(spec.hparams), ctx)
+    outcome = train_and_evaluate(method, device_data, generator, progress=progress)
+    phases = {"data": data_seconds, **outcome.pop("phases")}
+    test = outcome.pop("test")
+    samples_per_s = outcome.pop("train_samples_per_s")
+    return {
+        "dataset_fingerprint": data.fingerprint,
+        "dataset_sizes": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
+        **{field: test[key] for field, key in TEST_METRICS.items()},
+        **outcome,
+        "timing": {
+            "total_s": time.perf_counter() - start,
+            "phases_s": phases,
+            "train_samples_per_s": samples_per_s,
+            "peak_memory_mb": peak_memory_mb(device),
+        },
+    }
+
+
+def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool = True) -> dict[str, Any]:
+    """Run ``spec`` and return its record (status ``ok`` or ``failed``)."""
+    record: dict[str, Any] = {"key": spec.key, **asdict(spec)}
+    try:
+        record.update(_train(spec, paths, device, progress))
+        record["status"] = "ok"
+    except Exception as error:
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["env"] = describe(device)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record

@@ -1,0 +1,135 @@
+"""Records -> tables, as pure functions (no I/O): accuracy tables in Markdown, CSV and LaTeX, and a
+timing table. Rows are methods, columns dataset x bias ratio; cells are mean ± std over seeds.
+
+When one (method, dataset, ratio, seed) has several ``ok`` records (e.g. reruns with other
+hyperparameters in the same output folder), the last one in file order is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+ACCURACY_METRICS = {
+    "test_acc": "Unbiased test accuracy (%)",
+    "test_conflicting_acc": "Bias-conflicting test accuracy (%)",
+}
+RUN_COLUMNS = ["method", "dataset", "ratio", "seed"]
+STD_NOTE = "mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell"
+
+
+def latest_ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ok records, one per (method, dataset, ratio, seed): the last one in file order."""
+    latest = {tuple(r[c] for c in RUN_COLUMNS): r for r in records if r.get("status") == "ok"}
+    return list(latest.values())
+
+
+def ok_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (method, dataset, ratio, seed) with status ok; the last record wins."""
+    columns = RUN_COLUMNS + list(ACCURACY_METRICS)
+    return pd.DataFrame([{c: r.get(c) for c in columns} for r in latest_ok(records)], columns=columns)
+
+
+def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Tidy summary: method, dataset, ratio, metric, mean, std, n (accuracies in percent)."""
+    runs = ok_runs(records)
+    long = runs.melt(id_vars=RUN_COLUMNS, value_vars=list(ACCURACY_METRICS), var_name="metric")
+    long["value"] = pd.to_numeric(long["value"]) * 100
+    grouped = long.groupby(["method", "dataset", "ratio", "metric"], sort=True)["value"]
+    return grouped.agg(mean="mean", std="std", n="count").reset_index()
+
+
+def ratio_label(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    return f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f}"
+
+
+def wide_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows: methods (registry order of appearance); columns: "dataset ratio"; cells: formatted."""
+    part = summary[summary["metric"] == metric]
+    if part.empty:
+        return pd.DataFrame()
+    part = part.assign(
+        column=part["dataset"] + " " + part["ratio"].map(ratio_label),
+        cell=[_cell(m, s, n) for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)],
+    )
+    order = part.sort_values(["dataset", "ratio"])["column"].drop_duplicates().tolist()
+    table = part.pivot(index="method", columns="column", values="cell").reindex(columns=order)
+    return table.fillna("–")
+
+
+def _seed_counts(summary: pd.DataFrame) -> str:
+    counts = sorted(set(summary["n"].astype(int)))
+    return ", ".join(str(c) for c in counts) if counts else "0"
+
+
+def render_markdown(records: list[dict[str, Any]]) -> str:
+    summary = summarize(records)
+    parts = []
+    for metric, title in ACCURACY_METRICS.items():
+        table = wide_table(summary, metric)
+        parts.append(f"### {title}\n")
+        if table.empty:
+            parts.append("(no completed runs)\n")
+            continue
+        parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
+    parts.append(f"Cells: {STD_NOTE}. n per cell: {_seed_counts(summary)}.\n")
+    failed = [r for r in records if r.get("status") == "failed"]
+    if failed:
+        parts.append(f"Failed runs (not in the tables): {len(failed)}.\n")
+    return "\n".join(parts)
+
+
+def render_latex(records: list[dict[str, Any]]) -> str:
+    summary = summarize(records)
+    parts = [f"% {STD_NOTE}; n per cell: {_seed_counts(summary)}"]
+    for metric, title in ACCURACY_METRICS.items():
+        table = wide_table(summary, metric)
+        if table.empty:
+            continue
+        body = tabulate(table, headers="keys", tablefmt="latex_booktabs", disable_numparse=True)
+        parts.append(f"% {title}\n" + body.replace("±", r"$\pm$"))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_csv(records: list[dict[str, Any]]) -> str:
+    """Wide numeric CSV: one row per method, columns "<metric> <dataset> <ratio> <mean|std|n>"."""
+    summary = summarize(records)
+    if summary.empty:
+        return "method\n"
+    summary = summary.assign(ratio=summary["ratio"].map(ratio_label))
+    wide = summary.pivot_table(
+        index="method", columns=["metric", "dataset", "ratio"], values=["mean", "std", "n"], aggfunc="first"
+    )
+    wide = wide.reorder_levels([1, 2, 3, 0], axis=1).sort_index(axis=1)
+    wide.columns = [" ".join(str(level) for level in column) for column in wide.columns]
+    return wide.to_csv(float_format="%.4f")
+
+
+def render_timing(records: list[dict[str, Any]]) -> str:
+    """Seconds per run and per phase, with training throughput and peak memory."""
+    rows = []
+    for record in sorted(latest_ok(records), key=lambda r: tuple(r[c] for c in RUN_COLUMNS)):
+        timing = record["timing"]
+        row = {c: record[c] for c in RUN_COLUMNS}
+        row["ratio"] = ratio_label(row["ratio"])
+        row["total s"] = timing["total_s"]
+        row.update({f"{phase} s": seconds for phase, seconds in timing["phases_s"].items()})
+        row["train samples/s"] = timing["train_samples_per_s"]
+        row["peak MB"] = timing["peak_memory_mb"]
+        row["device"] = record["env"]["device_name"]
+        rows.append(row)
+    if not rows:
+        return "### Timing\n\n(no completed runs)\n"
+    table = pd.DataFrame(rows)
+    head = [*RUN_COLUMNS, "total s"]
+    tail = ["train samples/s", "peak MB", "device"]
+    middle = [c for c in table.columns if c not in head and c not in tail]
+    table = table[head + middle + tail]
+    body = tabulate(table, headers="keys", tablefmt="github", floatfmt=".1f", showindex=False, missingval="–")
+    return f"### Timing (seconds per run and per phase)\n\n{body}\n"

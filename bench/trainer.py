@@ -1,0 +1,115 @@
+"""The training loop shared by every method: stages, epochs, validation, model selection, test.
+
+Selection follows PGD's official code: within each stage marked ``select``, keep the checkpoint with the
+lowest loss on the (biased) validation split, ties going to the later epoch. The last epoch's model is
+evaluated too, and both are recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.data import DeviceSplit, epoch_order, iterate_batches
+from bench.metrics import evaluate
+from datasets.base import Augmentation
+from methods import Method, TrainView
+
+SELECTION = "best_valid_loss"
+
+
+@dataclass
+class DeviceData:
+    train: DeviceSplit
+    valid: DeviceSplit
+    test: DeviceSplit
+    num_classes: int
+    augment: Augmentation | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_and_evaluate(
+    method: Method, data: DeviceData, generator: torch.Generator, progress: bool = True
+) -> dict[str, Any]:
+    """Train ``method`` through all its stages; return the epoch log, selection and test metrics."""
+    device = data.train.targets.device
+    batch_size = int(method.hp["batch_size"])
+
+    def hook_batches(size: int, augment: bool):
+        order = torch.arange(len(data.train), device=device)
+        return iterate_batches(data.train, order, size, data.augment if augment else None, generator)
+
+    view = TrainView(hook_batches)
+    log: list[dict[str, Any]] = []
+    phases: dict[str, float] = {}
+    samples_seen = 0
+    best: dict[str, Any] | None = None
+    stages = method.stages()
+    total_epochs = sum(stage.epochs for stage in stages)
+    bar = tqdm(total=total_epochs, desc=method.name, unit="epoch", leave=False, disable=not progress)
+    for stage in stages:
+        method.start_stage(stage, view)
+        best_loss = float("inf")
+        for epoch in range(stage.epochs):
+            start = time.perf_counter()
+            method.models.train()
+            order = epoch_order(len(data.train), method.sampling_weights(), generator, device)
+            sums: dict[str, torch.Tensor] = {}
+            for batch in iterate_batches(data.train, order, batch_size, data.augment, generator):
+                for key, value in method.update(batch).items():
+                    weighted = value.detach().float() * len(batch.y)
+                    sums[key] = sums[key] + weighted if key in sums else weighted
+            lr = method.learning_rate()
+            method.end_epoch(stage)
+            totals = torch.stack(list(sums.values())).tolist()  # one host sync per epoch
+            train_stats = {f"train_{k}": v / len(order) for k, v in zip(sums, totals, strict=True)}
+            samples_seen += len(order)
+            _sync(device)
+            phases[stage.name] = phases.get(stage.name, 0.0) + time.perf_counter() - start
+
+            start = time.perf_counter()
+            method.models.eval()
+            valid = evaluate(method.predict, data.valid, data.num_classes)
+            phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
+            log.append({
+                "stage": stage.name, "epoch": epoch + 1, "lr": lr, **train_stats,
+                "valid_loss": valid["loss"], "valid_acc": valid["acc"],
+            })
+            if stage.select and valid["loss"] <= best_loss:
+                best_loss = valid["loss"]
+                best = {"stage": stage.name, "epoch": epoch + 1, "valid_loss": best_loss,
+                        "state": method.snapshot()}
+            bar.set_postfix(stage=stage.name, loss=f"{train_stats.get('train_loss', float('nan')):.3f}",
+                            valid_acc=f"{valid['acc']:.3f}")
+            bar.update()
+        method.end_stage(stage, view)
+    bar.close()
+
+    start = time.perf_counter()
+    method.models.eval()
+    last = evaluate(method.predict, data.test, data.num_classes)
+    if best is None:
+        raise RuntimeError(f"method {method.name!r} declares no stage with select=True")
+    method.restore(best.pop("state"))
+    method.models.eval()
+    selected = evaluate(method.predict, data.test, data.num_classes)
+    phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
+    phases.update(method.phase_seconds)
+    train_seconds = sum(phases[stage.name] for stage in stages if stage.name in phases)
+    return {
+        "epochs": log,
+        "selection": SELECTION,
+        "selected": best,
+        "test": selected,
+        "last_epoch_test": last,
+        "phases": phases,
+        "train_samples_per_s": samples_seen / train_seconds if train_seconds > 0 else None,
+    }

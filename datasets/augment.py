@@ -1,0 +1,132 @@
+"""Batched, on-device image augmentation with independent random parameters per sample.
+
+Each transform draws its parameters from exactly the distribution of the torchvision transform it
+replaces, then applies them to a whole (B, C, H, W) float batch with one ``grid_sample`` or a few
+tensor ops. Differences from the authors' PIL path, documented here once: no uint8 rounding between
+transforms, and resampling follows ``grid_sample`` (bilinear / nearest, ``align_corners=False``) rather
+than PIL's kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generator,
+             device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=gen, device=device) * (high - low) + low
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Crop per-sample boxes (top, left, height, width) in pixels and resize each back to the input
+    size: bilinear, half-pixel centres, samples clamped to the box edge (torchvision's tensor
+    ``resized_crop`` without antialiasing)."""
+    _, _, height, width = x.shape
+    top, left, h, w = boxes.to(x.dtype).unbind(1)
+
+    def axis(start: torch.Tensor, extent: torch.Tensor, size: int) -> torch.Tensor:
+        centres = torch.arange(size, device=x.device, dtype=x.dtype) + 0.5
+        source = start[:, None] + centres * extent[:, None] / size - 0.5
+        source = torch.minimum(torch.maximum(source, start[:, None]), (start + extent - 1)[:, None])
+        return (source + 0.5) * 2 / size - 1
+
+    gx = axis(left, w, width)[:, None, :].expand(-1, height, -1)
+    gy = axis(top, h, height)[:, :, None].expand(-1, -1, width)
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def sample_crop_boxes(
+    batch: int, height: int, width: int, gen: torch.Generator, device: torch.device,
+    scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3), tries: int = 10,
+) -> torch.Tensor:
+    """``RandomResizedCrop.get_params`` for a batch: up to ``tries`` draws of (area fraction, log-uniform
+    aspect) per sample; the first box that fits is used, else the whole image (the fallback for a
+    square input). Returns (B, 4) float boxes (top, left, height, width)."""
+    area = height * width * _uniform((batch, tries), *scale, gen, device)
+    aspect = torch.exp(_uniform((batch, tries), math.log(ratio[0]), math.log(ratio[1]), gen, device))
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(fits.int(), dim=1, keepdim=True)
+    any_fit = fits.any(dim=1)
+    w = torch.where(any_fit, w.gather(1, first).squeeze(1), torch.full_like(area[:, 0], width))
+    h = torch.where(any_fit, h.gather(1, first).squeeze(1), torch.full_like(area[:, 0], height))
+    # Top-left corner uniform over the integer positions, as torch.randint(0, H - h + 1).
+    top = torch.floor(torch.rand(batch, generator=gen, device=device) * (height - h + 1))
+    left = torch.floor(torch.rand(batch, generator=gen, device=device) * (width - w + 1))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image counter-clockwise by its angle about the centre (PIL ``Image.rotate``):
+    same size, zero fill, nearest neighbour."""
+    angle = torch.deg2rad(degrees.to(x.dtype))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(len(x), 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    return _warp(x, theta, "nearest")
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma, the weights PIL uses for mode "L"."""
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend with the greyscale image by a per-sample factor (PIL ``ImageEnhance.Color``)."""
+    gray = _grayscale(x)
+    return (gray + factor.view(-1, 1, 1, 1) * (x - gray)).clamp(0, 1)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by a per-sample fraction of the colour circle, keeping saturation and value."""
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    r, g, b = x.unbind(dim=1)
+    hue = torch.where(
+        maxc == r,
+        ((g - b) / safe) % 6,
+        torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4),
+    )
+    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
+    hue = (hue + shift.view(-1, 1, 1)) % 1.0
+    # HSV -> RGB: channel = v - c * clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B.
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = (n + 6 * hue.unsqueeze(1)) % 6
+    weight = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * weight
+
+
+def color_jitter(x: torch.Tensor, gen: torch.Generator, saturation: float, hue: float) -> torch.Tensor:
+    """torchvision ``ColorJitter(saturation=s, hue=h)``: factor U[1-s, 1+s], shift U[-h, h], the two
+    applied in a random order drawn per sample."""
+    batch = len(x)
+    factor = _uniform((batch,), 1 - saturation, 1 + saturation, gen, x.device).to(x.dtype)
+    shift = _uniform((batch,), -hue, hue, gen, x.device).to(x.dtype)
+    saturation_first = torch.rand(batch, generator=gen, device=x.device) < 0.5
+    a = adjust_hue(adjust_saturation(x, factor), shift)
+    b = adjust_saturation(adjust_hue(x, shift), factor)
+    return torch.where(saturation_first.view(-1, 1, 1, 1), a, b)
+
+
+class PGDColoredMNISTAugmentation:
+    """The PGD authors' cmnist train transform: RandomResizedCrop(28, scale=(0.9, 1.1)),
+    ColorJitter(hue=0.05, saturation=0.05), RandomRotation(+-10 degrees, nearest), batched."""
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        x = resized_crop(x, sample_crop_boxes(batch, height, width, gen, x.device, scale=(0.9, 1.1)))
+        x = color_jitter(x, gen, saturation=0.05, hue=0.05)
+        return rotate(x, _uniform((batch,), -10.0, 10.0, gen, x.device))

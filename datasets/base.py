@@ -1,0 +1,107 @@
+"""Types shared by every biased dataset: splits as compact uint8 arrays, and the dataset spec.
+
+A dataset spec knows how to build its three splits from a source (deterministically, from a seed),
+which model and optimisation schedule the papers use on it, and how to augment a training batch on
+the device. Bias labels travel with every split but are used for evaluation only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+SPLITS = ("train", "valid", "test")
+
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class DataError(RuntimeError):
+    """Source data is missing or wrong; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: images (N, C, H, W) uint8, targets (N,) int64, bias labels (N,) int64."""
+
+    images: np.ndarray
+    targets: np.ndarray
+    biases: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` samples (all when ``n`` is None). Samples are i.i.d., so a prefix keeps r."""
+        if n is None or n >= len(self):
+            return self
+        return Split(self.images[:n], self.targets[:n], self.biases[:n])
+
+
+@dataclass(frozen=True)
+class BiasedData:
+    """The three splits of one (dataset, ratio) with the fingerprint that results record."""
+
+    train: Split
+    valid: Split
+    test: Split
+    fingerprint: str
+    params: dict[str, Any]
+
+    def split(self, name: str) -> Split:
+        return getattr(self, name)
+
+
+class BiasedDataset:
+    """Spec of a biased dataset. Subclasses fill the class attributes and implement ``generate``.
+
+    ``OPTIONS`` are dataset-level settings (``--set <name>.<key>=value``). ``TRAIN_DEFAULTS`` is the
+    training setting every method uses on this dataset unless the method overrides it; ``QUICK`` holds
+    the overrides of the ``quick`` preset.
+    """
+
+    name: ClassVar[str]
+    num_classes: ClassVar[int]
+    input_shape: ClassVar[tuple[int, int, int]]
+    PROTOCOL_VERSION: ClassVar[int] = 1
+    OPTIONS: ClassVar[dict[str, Any]] = {
+        "data_seed": 0,
+        "train_size": 0,
+        "eval_size": 0,
+    }
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]]
+    QUICK: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, options: dict[str, Any]):
+        self.options = options
+
+    def generation_params(self, ratio: float) -> dict[str, Any]:
+        """Everything the generated arrays depend on; the cache key and fingerprint hash these."""
+        return {
+            "dataset": self.name,
+            "protocol_version": self.PROTOCOL_VERSION,
+            "ratio": ratio,
+            "data_seed": int(self.options["data_seed"]),
+        }
+
+    def subset_sizes(self) -> dict[str, int | None]:
+        """Prefix sizes per split from the ``train_size`` / ``eval_size`` options (0 = full split)."""
+        train = int(self.options["train_size"]) or None
+        evaluation = int(self.options["eval_size"]) or None
+        return {"train": train, "valid": evaluation, "test": evaluation}
+
+    def check_source(self, root: Path) -> None:
+        """Raise DataError (one line, saying where the files go) unless the source data is usable."""
+        raise NotImplementedError
+
+    def generate(self, root: Path, ratio: float) -> dict[str, Split]:
+        """Build all splits from the source, deterministically from ``data_seed``."""
+        raise NotImplementedError
+
+    def train_augmentation(self, device: torch.device) -> Augmentation | None:
+        """Batched on-device augmentation of float images in [0, 1], or None for no augmentation."""
+        return None

@@ -1,0 +1,72 @@
+"""MNIST source files: located under ``<root>/MNIST/raw``, downloaded by torchvision when online,
+and checked against the genuine files' MD5 sums before use."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from datasets.base import DataError
+
+MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def raw_dir(root: Path) -> Path:
+    return Path(root) / "MNIST" / "raw"
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+
+
+def ensure_mnist(root: Path) -> None:
+    """Make sure the four genuine MNIST files are in ``<root>/MNIST/raw``; DataError otherwise."""
+    folder = raw_dir(root)
+    missing = [name for name in MD5 if not (folder / name).is_file()]
+    if missing:
+        created = next((p for p in (Path(root), Path(root) / "MNIST", folder) if not p.exists()), None)
+        try:
+            _download(root)
+        except Exception as error:
+            if created is not None:  # leave nothing half-downloaded behind
+                shutil.rmtree(created, ignore_errors=True)
+            raise DataError(
+                f"MNIST not found in {folder} (missing {', '.join(missing)}) and the download failed "
+                f"({type(error).__name__}); put the four MNIST idx files there or pass --data-root"
+            ) from None
+    for name, expected in MD5.items():
+        if _md5(folder / name) != expected:
+            raise DataError(
+                f"{folder / name} is not the genuine MNIST file (MD5 differs from {expected}); "
+                "replace it with the original or delete it to re-download"
+            )
+
+
+def load_mnist(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Grey images (N, 28, 28) uint8 and labels (N,) int64 of the MNIST train or test set."""
+    from torchvision.datasets import MNIST
+
+    source = MNIST(str(root), train=train, download=False)
+    return source.data.numpy(), source.targets.numpy().astype(np.int64)

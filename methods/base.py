@@ -1,0 +1,170 @@
+"""The ``Method`` interface every debiasing method implements, and the plumbing it shares.
+
+Modelled on DomainBed's ``Algorithm`` (``update(batch) -> dict``, ``predict(x)``) with SubpopBench's
+division of labour: the base class owns models, optimisers and LR schedules; a method overrides its
+loss (``update``), and multi-stage methods add stages and hooks that run between them.
+
+Hyperparameters live in one place per method: ``HPARAMS`` (defaults), ``DATASET_HPARAMS`` (per-dataset
+overrides where the papers differ). The dataset's training setting (model, optimiser, schedule, epochs)
+is merged underneath, and ``--set <method>.<key>=value`` on top.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models import Classifier, build_model
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch: dataset indices (for per-sample state), augmented images, targets."""
+
+    index: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A training stage. ``select``: track model selection (best validation loss) in this stage."""
+
+    name: str
+    epochs: int
+    select: bool = False
+
+
+@dataclass
+class RunContext:
+    """What a method may know about the run. Bias labels are deliberately absent."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    train_size: int
+    device: torch.device
+    generator: torch.Generator
+
+
+class TrainView:
+    """Read access to the training split for stage hooks (e.g. JTT's error set, PGD's scores):
+    batches of (index, image, target), optionally with the training augmentation."""
+
+    def __init__(self, batches):
+        self._batches = batches
+
+    def batches(self, batch_size: int, augment: bool) -> Iterator[Batch]:
+        return self._batches(batch_size, augment)
+
+
+class Method:
+    """Base class. Subclasses set ``name`` and implement ``setup``, ``update`` and ``predict``."""
+
+    name: ClassVar[str]
+    HPARAMS: ClassVar[dict[str, Any]] = {}
+    DATASET_HPARAMS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Hyperparameters counted in epochs: a shorter ``--epochs`` schedule scales them proportionally.
+    EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = ("lr_decay_step",)
+
+    def __init__(self, hparams: dict[str, Any], ctx: RunContext):
+        self.hp = hparams
+        self.ctx = ctx
+        self.models = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.phase_seconds: dict[str, float] = {}
+        self.setup()
+
+    # --- to implement -------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Create models with ``add_model``."""
+        raise NotImplementedError
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimisation step. Returns detached scalar tensors (batch means), e.g. loss and acc;
+        returning tensors instead of floats avoids a host sync per step."""
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the model being trained or evaluated in the current stage."""
+        raise NotImplementedError
+
+    # --- optional hooks -----------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        return [Stage("train", int(self.hp["epochs"]), select=True)]
+
+    def start_stage(self, stage: Stage, train: TrainView) -> None:
+        """Runs before the first epoch of ``stage``."""
+
+    def end_stage(self, stage: Stage, train: TrainView) -> None:
+        """Runs after the last epoch of ``stage``."""
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        """None: uniform batches without replacement. A (N,) tensor: each epoch draws N samples with
+        replacement, with probability proportional to the weights."""
+        return None
+
+    # --- plumbing owned by the base -----------------------------------------------------------
+    def new_model(self) -> Classifier:
+        model = build_model(self.hp["model"], self.ctx.num_classes, self.ctx.input_shape)
+        return model.to(self.ctx.device)
+
+    def add_model(self, key: str, model: nn.Module, epochs: int | None = None, lr: float | None = None) -> None:
+        """Register a model with its own optimiser and per-epoch StepLR schedule."""
+        self.models[key] = model
+        lr = float(self.hp["lr"] if lr is None else lr)
+        name = self.hp["optimizer"]
+        if name == "sgd":
+            optimizer = torch.optim.SGD(
+                model.parameters(), lr=lr, momentum=float(self.hp["momentum"]),
+                weight_decay=float(self.hp["weight_decay"]),
+            )
+        elif name == "adam":
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(self.hp["weight_decay"]))
+        else:
+            raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+        self.optimizers[key] = optimizer
+        step = int(self.hp.get("lr_decay_step", 0))
+        if step > 0:
+            self.schedulers[key] = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=step, gamma=float(self.hp["lr_decay_gamma"])
+            )
+
+    def optimize(self, loss: torch.Tensor, *keys: str) -> None:
+        for key in keys:
+            self.optimizers[key].zero_grad(set_to_none=True)
+        loss.backward()
+        for key in keys:
+            self.optimizers[key].step()
+
+    def end_epoch(self, stage: Stage, keys: tuple[str, ...] | None = None) -> None:
+        """Advance the LR schedules of ``keys`` (default: every model) by one epoch."""
+        for key in keys if keys is not None else tuple(self.schedulers):
+            if key in self.schedulers:
+                self.schedulers[key].step()
+
+    def learning_rate(self) -> float:
+        first = next(iter(self.optimizers.values()))
+        return float(first.param_groups[0]["lr"])
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a block of hook work (e.g. scoring) as its own phase in the run's timing record."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of every model's state, for restoring the selected checkpoint."""
+        return {k: v.detach().clone() for k, v in self.models.state_dict().items()}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.models.load_state_dict(state)

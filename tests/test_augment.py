@@ -1,0 +1,96 @@
+"""Device-side augmentation: each primitive against torchvision, and the batch sampler's laws."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from datasets.augment import (
+    PGDColoredMNISTAugmentation,
+    adjust_hue,
+    adjust_saturation,
+    resized_crop,
+    rotate,
+    sample_crop_boxes,
+)
+
+
+@pytest.fixture
+def images():
+    return torch.rand(6, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_rotate_matches_torchvision_nearest(images):
+    angles = torch.tensor([7.0, -9.5, 3.0, 0.0, 10.0, -1.0])
+    ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.NEAREST)
+                       for img, a in zip(images, angles, strict=True)])
+    torch.testing.assert_close(rotate(images, angles), ref)
+
+
+def test_resized_crop_matches_torchvision(images):
+    boxes = torch.tensor([[1, 2, 24, 26], [0, 0, 28, 28], [3, 1, 25, 22], [2, 2, 20, 20],
+                          [0, 4, 28, 24], [5, 0, 23, 28]], dtype=torch.float32)
+    ref = torch.stack([TF.resized_crop(img, *(int(v) for v in box), [28, 28], antialias=False)
+                       for img, box in zip(images, boxes, strict=True)])
+    torch.testing.assert_close(resized_crop(images, boxes), ref, atol=1e-5, rtol=0)
+
+
+def test_saturation_and_hue_match_torchvision(images):
+    factors = torch.tensor([0.95, 1.05, 1.0, 0.0, 0.97, 1.02])
+    shifts = torch.tensor([0.05, -0.05, 0.3, 0.0, -0.5, 0.01])
+    sat_ref = torch.stack([TF.adjust_saturation(img, float(f)) for img, f in zip(images, factors, strict=True)])
+    hue_ref = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(images, shifts, strict=True)])
+    torch.testing.assert_close(adjust_saturation(images, factors), sat_ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(adjust_hue(images, shifts), hue_ref, atol=1e-5, rtol=0)
+
+
+def test_crop_boxes_follow_random_resized_crop_law():
+    gen = torch.Generator().manual_seed(1)
+    boxes = sample_crop_boxes(20_000, 28, 28, gen, torch.device("cpu"), scale=(0.9, 1.1))
+    top, left, h, w = boxes.unbind(1)
+    assert torch.all((h <= 28) & (w <= 28) & (top >= 0) & (left >= 0))
+    assert torch.all(top + h <= 28) and torch.all(left + w <= 28)
+    area = h * w / 784
+    assert area.min() >= 0.85 and area.max() <= 1.0
+    ratio = w / h
+    assert ratio.min() >= 0.70 and ratio.max() <= 1.45
+    # Draws that never fit fall back to the whole image; most samples must not be identical.
+    full = ((h == 28) & (w == 28)).float().mean()
+    assert 0.0 < full < 0.5
+
+
+def test_crop_sampler_reproduces_torchvision_get_params_statistics():
+    """Same law as torchvision's RandomResizedCrop.get_params: compare the mean box size."""
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(0)
+    image = torch.zeros(3, 28, 28)
+    ref = torch.tensor([RandomResizedCrop.get_params(image, [0.9, 1.1], [3 / 4, 4 / 3])[2:] for _ in range(4000)],
+                       dtype=torch.float32)
+    ours = sample_crop_boxes(4000, 28, 28, torch.Generator().manual_seed(0), torch.device("cpu"),
+                             scale=(0.9, 1.1))[:, 2:]
+    assert torch.allclose(ours.mean(0), ref.mean(0), atol=0.15)
+    assert torch.allclose(ours.std(0), ref.std(0), atol=0.15)
+
+
+def test_batch_augmentation_is_per_sample_and_seeded(images):
+    same = images[:1].expand(16, -1, -1, -1).contiguous()
+    aug = PGDColoredMNISTAugmentation()
+    out1 = aug(same, torch.Generator().manual_seed(3))
+    out2 = aug(same, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out1, out2)
+    distinct = {tuple(o.flatten()[:200].tolist()) for o in out1}
+    assert len(distinct) == 16, "every sample must get its own random parameters"
+    assert out1.shape == same.shape and out1.min() >= 0 and out1.max() <= 1
+
+
+def test_identity_parameters_leave_images_unchanged(images):
+    torch.testing.assert_close(rotate(images, torch.zeros(6)), images)
+    full = torch.tensor([[0, 0, 28, 28]] * 6, dtype=torch.float32)
+    torch.testing.assert_close(resized_crop(images, full), images)
+    torch.testing.assert_close(adjust_hue(images, torch.ones(6)), images, atol=1e-5, rtol=0)
+    assert math.isclose(float(adjust_saturation(images, torch.ones(6)).sub(images).abs().max()), 0, abs_tol=1e-6)

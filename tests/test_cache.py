@@ -1,0 +1,86 @@
+"""The dataset cache: reuse, and detection + rebuild of stale or corrupt entries."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from datasets.base import BiasedDataset, Split
+from datasets.cache import load_or_build
+
+
+class Toy(BiasedDataset):
+    name: ClassVar[str] = "toy"
+    num_classes: ClassVar[int] = 2
+    input_shape: ClassVar[tuple[int, int, int]] = (1, 2, 2)
+    TRAIN_DEFAULTS: ClassVar[dict] = {}
+    builds = 0
+
+    def check_source(self, root):
+        pass
+
+    def generate(self, root, ratio):
+        Toy.builds += 1
+        rng = np.random.default_rng(int(self.options["data_seed"]))
+        split = Split(rng.integers(0, 255, (8, 1, 2, 2), dtype=np.uint8), np.zeros(8, np.int64), np.zeros(8, np.int64))
+        return {"train": split, "valid": split, "test": split}
+
+
+def make(tmp_path, seed=0):
+    return load_or_build(Toy({**Toy.OPTIONS, "data_seed": seed}), tmp_path, 0.1, tmp_path)
+
+
+def test_second_load_uses_cache(tmp_path):
+    Toy.builds = 0
+    first = make(tmp_path)
+    second = make(tmp_path)
+    assert Toy.builds == 1
+    assert first.fingerprint == second.fingerprint
+
+
+def test_other_parameters_use_another_entry(tmp_path):
+    Toy.builds = 0
+    a = make(tmp_path, seed=0)
+    b = make(tmp_path, seed=1)
+    assert Toy.builds == 2
+    assert a.fingerprint != b.fingerprint
+    assert len(list(tmp_path.glob("toy-*.npz"))) == 2
+
+
+def test_corrupt_file_is_rebuilt(tmp_path):
+    Toy.builds = 0
+    good = make(tmp_path)
+    (npz,) = tmp_path.glob("toy-*.npz")
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="rebuilding cache"):
+        again = make(tmp_path)
+    assert Toy.builds == 2
+    assert again.fingerprint == good.fingerprint
+
+
+def test_tampered_arrays_are_detected(tmp_path):
+    Toy.builds = 0
+    make(tmp_path)
+    (npz,) = tmp_path.glob("toy-*.npz")
+    with np.load(npz) as archive:
+        arrays = dict(archive)
+    arrays["train.images"] = arrays["train.images"] ^ 1
+    np.savez(npz, **arrays)
+    with pytest.warns(UserWarning, match="do not match"):
+        make(tmp_path)
+    assert Toy.builds == 2
+
+
+def test_stale_parameters_are_detected(tmp_path):
+    Toy.builds = 0
+    make(tmp_path)
+    (meta,) = tmp_path.glob("toy-*.json")
+    content = json.loads(meta.read_text())
+    content["params"]["protocol_version"] = 0
+    meta.write_text(json.dumps(content))
+    with pytest.warns(UserWarning, match="parameters differ"):
+        make(tmp_path)
+    assert Toy.builds == 2

@@ -1,0 +1,45 @@
+"""Hyperparameter layering, epoch scaling and --set parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.hparams import HparamError, parse_sets, resolve_hparams, resolve_options
+from datasets import DATASETS
+from methods import METHODS
+
+ERM, CMNIST = METHODS["erm"], DATASETS["cmnist"]
+
+
+def test_paper_preset_is_the_published_cmnist_setting():
+    hp = resolve_hparams(ERM, CMNIST, "paper", None, {})
+    assert hp == {"model": "conv", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 1e-3,
+                  "batch_size": 128, "epochs": 100, "lr_decay_step": 40, "lr_decay_gamma": 0.1}
+
+
+def test_shorter_schedule_scales_epoch_counted_hparams():
+    hp = resolve_hparams(ERM, CMNIST, "paper", 10, {})
+    assert (hp["epochs"], hp["lr_decay_step"]) == (10, 4)
+    assert resolve_hparams(ERM, CMNIST, "quick", None, {})["epochs"] == CMNIST.QUICK["epochs"]
+
+
+def test_set_overrides_last_and_is_typed():
+    hp = resolve_hparams(ERM, CMNIST, "paper", 10, {"lr": "0.1", "lr_decay_step": "7", "model": "mlp"})
+    assert hp["lr"] == 0.1 and hp["lr_decay_step"] == 7 and hp["model"] == "mlp"
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"nope": "1"}, "unknown key; valid:"),
+    ({"batch_size": "1.5"}, "expected a int"),
+])
+def test_bad_set_values_name_the_problem(sets, message):
+    with pytest.raises(HparamError, match=message):
+        resolve_hparams(ERM, CMNIST, "paper", None, sets)
+
+
+def test_parse_sets_and_dataset_options():
+    sets = parse_sets(["erm.lr=0.5", "cmnist.train_size=100"])
+    assert sets == {"erm": {"lr": "0.5"}, "cmnist": {"train_size": "100"}}
+    assert resolve_options(CMNIST, sets["cmnist"])["train_size"] == 100
+    with pytest.raises(HparamError, match=r"SCOPE\.KEY=VALUE"):
+        parse_sets(["lr=0.5"])

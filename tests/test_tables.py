@@ -1,0 +1,44 @@
+"""Table rendering pinned by golden files. Regenerate after an intended change with
+``UPDATE_GOLDEN=1 pytest tests/test_tables.py`` and review the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.records import read_records
+from bench.tables import render_csv, render_latex, render_markdown, render_timing, summarize
+
+HERE = Path(__file__).parent
+RECORDS = read_records(HERE / "fixtures" / "records.jsonl")
+RENDERERS = {
+    "table.md": render_markdown,
+    "table.csv": render_csv,
+    "table.tex": render_latex,
+    "timing.md": render_timing,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RENDERERS))
+def test_rendering_matches_golden(name):
+    rendered = RENDERERS[name](RECORDS)
+    golden = HERE / "golden" / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(rendered)
+    assert rendered == golden.read_text()
+
+
+def test_summary_statistics():
+    summary = summarize(RECORDS).set_index(["method", "ratio", "metric"])
+    erm = summary.loc[("erm", 0.05, "test_acc")]
+    assert erm["n"] == 2  # the superseded duplicate and nothing else dropped
+    assert erm["mean"] == pytest.approx(81.0)
+    assert erm["std"] == pytest.approx(0.7071, abs=1e-4)
+    assert summary.loc[("pgd", 0.05, "test_acc")]["n"] == 1  # the failed seed is left out
+
+
+def test_empty_records_render():
+    assert "no completed runs" in render_markdown([])
+    assert "no completed runs" in render_timing([])
