@@ -13,6 +13,7 @@ import torch
 from datasets import Split
 from datasets.base import Augmentation
 from methods import Batch
+from methods.base import Sampling
 
 
 class DeviceSplit:
@@ -42,9 +43,12 @@ def iterate_batches(
         yield Batch(index, x, split.targets[index])
 
 
-def epoch_order(n: int, weights: torch.Tensor | None, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A uniform permutation, or n draws with replacement with probability proportional to weights."""
-    if weights is None:
+def epoch_order(n: int, sampling: Sampling | None, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The sample indices of one epoch, in order (see ``methods.base.Sampling``)."""
+    if sampling is None:
         return torch.randperm(n, generator=generator, device=device)
-    return torch.multinomial(weights.to(device, torch.float64 if device.type == "cpu" else torch.float32),
-                             n, replacement=True, generator=generator)
+    if sampling.indices is not None:
+        indices = sampling.indices.to(device)
+        return indices[torch.randperm(len(indices), generator=generator, device=device)]
+    weights = sampling.weights.to(device, torch.float64 if device.type == "cpu" else torch.float32)
+    return torch.multinomial(weights, n, replacement=True, generator=generator)

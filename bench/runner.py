@@ -83,7 +83,7 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
     ctx = RunContext(
         num_classes=dataset.num_classes,
         input_shape=dataset.input_shape,
-        train_size=len(data.train),
+        train_targets=device_data.train.targets,
         device=device,
         generator=generator,
     )

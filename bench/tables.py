@@ -37,7 +37,7 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     runs = ok_runs(records)
     long = runs.melt(id_vars=RUN_COLUMNS, value_vars=list(ACCURACY_METRICS), var_name="metric")
     long["value"] = pd.to_numeric(long["value"]) * 100
-    grouped = long.groupby(["method", "dataset", "ratio", "metric"], sort=True)["value"]
+    grouped = long.groupby(["method", "dataset", "ratio", "metric"], sort=False)["value"]
     return grouped.agg(mean="mean", std="std", n="count").reset_index()
 
 
@@ -50,7 +50,7 @@ def _cell(mean: float, std: float, n: int) -> str:
 
 
 def wide_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows: methods (registry order of appearance); columns: "dataset ratio"; cells: formatted."""
+    """Rows: methods in order of first appearance; columns: "dataset ratio"; cells: formatted."""
     part = summary[summary["metric"] == metric]
     if part.empty:
         return pd.DataFrame()
@@ -59,7 +59,8 @@ def wide_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
         cell=[_cell(m, s, n) for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)],
     )
     order = part.sort_values(["dataset", "ratio"])["column"].drop_duplicates().tolist()
-    table = part.pivot(index="method", columns="column", values="cell").reindex(columns=order)
+    rows = part["method"].drop_duplicates().tolist()
+    table = part.pivot(index="method", columns="column", values="cell").reindex(index=rows, columns=order)
     return table.fillna("–")
 
 

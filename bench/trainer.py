@@ -61,7 +61,7 @@ def train_and_evaluate(
         for epoch in range(stage.epochs):
             start = time.perf_counter()
             method.models.train()
-            order = epoch_order(len(data.train), method.sampling_weights(), generator, device)
+            order = epoch_order(len(data.train), method.sampling(), generator, device)
             sums: dict[str, torch.Tensor] = {}
             for batch in iterate_batches(data.train, order, batch_size, data.augment, generator):
                 for key, value in method.update(batch).items():
@@ -111,5 +111,6 @@ def train_and_evaluate(
         "test": selected,
         "last_epoch_test": last,
         "phases": phases,
+        "method_info": method.summary(),
         "train_samples_per_s": samples_seen / train_seconds if train_seconds > 0 else None,
     }

@@ -1,7 +1,10 @@
-"""Debiasing methods behind one ``Method`` interface. Registering a method = one file + one import."""
+"""Debiasing methods behind one ``Method`` interface. Registering a method = one file + one import.
 
-from methods import erm  # noqa: F401  (registers "erm")
-from methods.base import Batch, Method, RunContext, Stage, TrainView
+The import order is the registry order: the default ``--methods`` and the table rows follow it."""
+
+# ruff: noqa: I001, F401
+from methods import erm, lff, jtt, dfa, pgd
+from methods.base import Batch, Method, RunContext, Sampling, Stage, TrainView
 from methods.registry import METHODS
 
-__all__ = ["METHODS", "Batch", "Method", "RunContext", "Stage", "TrainView"]
+__all__ = ["METHODS", "Batch", "Method", "RunContext", "Sampling", "Stage", "TrainView"]

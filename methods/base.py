@@ -47,9 +47,24 @@ class RunContext:
 
     num_classes: int
     input_shape: tuple[int, int, int]
-    train_size: int
+    train_targets: torch.Tensor
     device: torch.device
     generator: torch.Generator
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_targets)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one epoch draws its batches, when not uniformly.
+
+    ``weights``: N draws with replacement, with probability proportional to the weights (PGD).
+    ``indices``: this (possibly repeated) index list, shuffled without replacement (JTT's upsampling)."""
+
+    weights: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
 
 
 class TrainView:
@@ -105,10 +120,13 @@ class Method:
     def end_stage(self, stage: Stage, train: TrainView) -> None:
         """Runs after the last epoch of ``stage``."""
 
-    def sampling_weights(self) -> torch.Tensor | None:
-        """None: uniform batches without replacement. A (N,) tensor: each epoch draws N samples with
-        replacement, with probability proportional to the weights."""
+    def sampling(self) -> Sampling | None:
+        """None: each epoch is a uniform permutation of the training set. See ``Sampling``."""
         return None
+
+    def summary(self) -> dict[str, Any]:
+        """Method-specific facts for the run record (e.g. JTT's error-set size)."""
+        return {}
 
     # --- plumbing owned by the base -----------------------------------------------------------
     def new_model(self) -> Classifier:

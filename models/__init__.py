@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from models.base import Classifier
 from models.conv import build_conv
@@ -12,6 +13,7 @@ from models.resnet import build_resnet18
 MODELS: dict[str, Callable[[int, tuple[int, int, int]], Classifier]] = {
     "conv": build_conv,
     "mlp": build_mlp,
+    "mlp16": partial(build_mlp, feature_dim=16),  # DFA's Colored MNIST encoder: 16-d features
     "resnet18": build_resnet18,
 }
 

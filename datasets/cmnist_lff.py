@@ -1,0 +1,91 @@
+"""Colored MNIST with the LfF protocol (Nam et al., NeurIPS 2020; authors' ``data/colored_mnist``),
+for comparison with the LfF and DFA authors' code.
+
+Colour = clamp(mean_colour[b] + N(0, 0.005) per sample and channel, 0, 1) times the grey digit (0..255),
+stored as uint8 ("severity 4"). Bias labels by exact per-class counts (``exact_bias_labels``). The
+evaluation set is MNIST test with 10 % of each class aligned (unbiased).
+
+Deviation, stated: LfF trains on all 60k MNIST training images, has no validation split and reports the
+last epoch. Here the last 6k training images (labelled at the same ratio, so biased) are held out as the
+validation split used for model selection; the last-epoch test numbers are recorded as well.
+Training setting (LfF's): MLP 3x100, Adam lr 1e-3, batch 256, 100 epochs, no augmentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datasets.base import BiasedDataset, Split
+from datasets.bias_labels import exact_bias_labels
+from datasets.mnist import ensure_mnist, load_mnist
+from datasets.registry import register_dataset
+
+MEAN_COLORS = np.array(
+    [
+        [0.983682, 0.312519, 0.168575],
+        [0.99053, 0.915605, 0.351512],
+        [0.672964, 0.46107, 0.579808],
+        [0.783252, 0.831556, 0.601329],
+        [0.088016, 0.777963, 0.981808],
+        [0.321393, 0.961055, 0.44645],
+        [0.024616, 0.23565, 0.758666],
+        [0.555247, 0.10158, 0.761763],
+        [0.207723, 0.392949, 0.018702],
+        [0.833658, 0.202409, 0.266943],
+    ],
+    dtype=np.float32,
+)
+SEVERITY_STD = {1: 0.05, 2: 0.02, 3: 0.01, 4: 0.005, 5: 0.002}
+TEST_ALIGNED_FRACTION = 0.1
+TRAIN_FRACTION = 0.9
+
+
+def colorize(gray: np.ndarray, biases: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """(N, 28, 28) grey uint8 -> (N, 3, 28, 28) uint8 = floor(clamp(mean + noise, 0, 1) * gray)."""
+    color = np.clip(MEAN_COLORS[biases] + rng.normal(0.0, std, (len(gray), 3)).astype(np.float32), 0.0, 1.0)
+    return (color[:, :, None, None] * gray[:, None].astype(np.float32)).astype(np.uint8)
+
+
+@register_dataset
+class ColoredMNISTLfF(BiasedDataset):
+    name: ClassVar[str] = "cmnist-lff"
+    num_classes: ClassVar[int] = 10
+    input_shape: ClassVar[tuple[int, int, int]] = (3, 28, 28)
+    OPTIONS: ClassVar[dict[str, Any]] = {**BiasedDataset.OPTIONS, "severity": 4}
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "model": "mlp",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "batch_size": 256,
+        "epochs": 100,
+        "lr_decay_step": 0,
+        "lr_decay_gamma": 1.0,
+    }
+    QUICK: ClassVar[dict[str, Any]] = {"epochs": 3}
+
+    def generation_params(self, ratio: float) -> dict[str, Any]:
+        return {**super().generation_params(ratio), "severity": int(self.options["severity"])}
+
+    def check_source(self, root: Path) -> None:
+        ensure_mnist(root)
+
+    def generate(self, root: Path, ratio: float) -> dict[str, Split]:
+        std = SEVERITY_STD[int(self.options["severity"])]
+        seed = int(self.options["data_seed"])
+        gray, targets = load_mnist(root, train=True)
+        cut = int(len(targets) * TRAIN_FRACTION)
+        rng = np.random.default_rng([seed, round(ratio * 1_000_000), 1])
+        splits = {}
+        for name, part in (("train", slice(None, cut)), ("valid", slice(cut, None))):
+            biases = exact_bias_labels(targets[part], ratio, self.num_classes)
+            splits[name] = Split(colorize(gray[part], biases, std, rng), targets[part], biases)
+        test_gray, test_targets = load_mnist(root, train=False)
+        test_rng = np.random.default_rng([seed, 0xC0FFEE, 1])
+        test_biases = exact_bias_labels(test_targets, 1 - TEST_ALIGNED_FRACTION, self.num_classes)
+        splits["test"] = Split(colorize(test_gray, test_biases, std, test_rng), test_targets, test_biases)
+        return splits

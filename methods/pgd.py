@@ -1,0 +1,73 @@
+"""PGD -- Per-sample Gradient-based Debiasing (Ahn, Kim & Yun, ICLR 2023).
+
+1. Train a biased model with GCE (q = 0.7) on uniform batches for the full schedule.
+2. With the last-epoch biased model in eval mode, score every training sample by the p-norm (p = 0.7,
+   the official ``--norm_scale``) of its gradient of plain CE with respect to the last linear layer's
+   weight, computed exactly in closed form (``methods.pgd_scores``) in one batched pass, instead of the
+   authors' one backward pass per sample.
+3. Initialise the debiased model from the biased one and train it with CE on batches drawn with
+   replacement with probability proportional to the scores (N draws per epoch), same schedule.
+Selection: the debiased stage's checkpoint with the lowest validation loss, as in the official code.
+
+``score_augmented`` (default True) scores each sample through one random draw of the training
+augmentation, as the official code does (its scoring loop reads the training loader, transforms on).
+Set it to False for deterministic, un-augmented scores; both are recorded in ``hparams``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from methods.base import Sampling, TrainView
+from methods.losses import generalized_ce
+from methods.pgd_scores import dataset_scores, sampling_probabilities
+from methods.registry import register_method
+from methods.two_stage import TwoStageMethod
+
+SCORING_BATCH = 1024
+
+
+@register_method
+class PGD(TwoStageMethod):
+    name: ClassVar[str] = "pgd"
+    FIRST: ClassVar[str] = "biased"
+    SECOND: ClassVar[str] = "debiased"
+    HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True}
+
+    def setup(self) -> None:
+        super().setup()
+        if float(self.hp["score_norm_p"]) <= 0:
+            raise ValueError(f"pgd.score_norm_p must be > 0, got {self.hp['score_norm_p']}")
+        self.probabilities: torch.Tensor | None = None
+
+    def stage_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.active == self.FIRST:
+            return generalized_ce(logits, y, float(self.hp["q"]))
+        return super().stage_loss(logits, y)
+
+    def between_stages(self, train: TrainView) -> None:
+        biased = self.models[self.FIRST]
+        biased.eval()
+        with self.phase("score"):
+            scores = dataset_scores(
+                biased,
+                train.batches(SCORING_BATCH, augment=bool(self.hp["score_augmented"])),
+                self.ctx.train_size,
+                float(self.hp["score_norm_p"]),
+            )
+        self.probabilities = sampling_probabilities(scores)
+        self.models[self.SECOND].load_state_dict(biased.state_dict())
+
+    def summary(self) -> dict[str, float]:
+        if self.probabilities is None:
+            return {}
+        top = torch.topk(self.probabilities, max(1, len(self.probabilities) // 100)).values.sum()
+        return {"max_over_mean_probability": float(self.probabilities.max() * len(self.probabilities)),
+                "top1pct_probability_mass": float(top)}
+
+    def sampling(self) -> Sampling | None:
+        if self.active == self.SECOND:
+            return Sampling(weights=self.probabilities)
+        return None

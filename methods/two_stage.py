@@ -1,0 +1,53 @@
+"""Shared base of the two-stage methods (JTT, PGD): train a first model, run a hook that derives the
+second stage's sampling from it, then train a second model, which is the one selected and evaluated."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Batch, Method, Stage, TrainView
+
+
+class TwoStageMethod(Method):
+    FIRST: ClassVar[str]
+    SECOND: ClassVar[str]
+
+    def setup(self) -> None:
+        self.add_model(self.FIRST, self.new_model())
+        self.add_model(self.SECOND, self.new_model())
+        self.active = self.FIRST
+
+    def first_stage_epochs(self) -> int:
+        return int(self.hp["epochs"])
+
+    def stages(self) -> list[Stage]:
+        return [Stage(self.FIRST, self.first_stage_epochs()), Stage(self.SECOND, int(self.hp["epochs"]), select=True)]
+
+    def start_stage(self, stage: Stage, train: TrainView) -> None:
+        self.active = stage.name
+        if stage.name == self.SECOND:
+            self.models[self.FIRST].eval()
+            self.between_stages(train)
+
+    def between_stages(self, train: TrainView) -> None:
+        """Derive the second stage from the trained first model."""
+        raise NotImplementedError
+
+    def stage_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of the active stage; plain CE unless overridden."""
+        return F.cross_entropy(logits, y, reduction="none")
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self.models[self.active](batch.x)
+        loss = self.stage_loss(logits, batch.y).mean()
+        self.optimize(loss, self.active)
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.models[self.active](x)
+
+    def end_epoch(self, stage: Stage, keys: tuple[str, ...] | None = None) -> None:
+        super().end_epoch(stage, (self.active,))
