@@ -89,22 +89,25 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by a per-sample fraction of the colour circle, keeping saturation and value."""
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    """Rotate the hue by a per-sample fraction of the colour circle, keeping saturation and value.
+
+    Hue is handled in sextants, h6 = 6 * hue in [0, 6); channel-wise max/min and ``floor`` replace
+    ``max(dim=1)`` and ``%``, which are several times slower on the CPU."""
     r, g, b = x.unbind(dim=1)
-    hue = torch.where(
-        maxc == r,
-        ((g - b) / safe) % 6,
-        torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4),
-    )
-    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
-    hue = (hue + shift.view(-1, 1, 1)) % 1.0
-    # HSV -> RGB: channel = v - c * clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B.
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    inverse = 1.0 / torch.where(delta > 0, delta, torch.ones_like(delta))
+    # The first maximal channel decides, as in torchvision (red, then green, then blue); grey pixels
+    # (delta = 0) get hue 0 from the red branch, whose numerator is then 0.
+    red = r == maxc
+    green = (g == maxc) & ~red
+    h6 = torch.where(red, (g - b) * inverse, torch.where(green, (b - r) * inverse + 2, (r - g) * inverse + 4))
+    h6 = h6 + 6 * shift.view(-1, 1, 1)
+    h6 = h6 - 6 * torch.floor(h6 / 6)
+    # HSV -> RGB: channel = v - c * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1 for R, G, B.
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = (n + 6 * hue.unsqueeze(1)) % 6
+    k = n + h6.unsqueeze(1)
+    k = torch.where(k >= 6, k - 6, k)
     weight = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * weight
 
@@ -115,10 +118,11 @@ def color_jitter(x: torch.Tensor, gen: torch.Generator, saturation: float, hue: 
     batch = len(x)
     factor = _uniform((batch,), 1 - saturation, 1 + saturation, gen, x.device).to(x.dtype)
     shift = _uniform((batch,), -hue, hue, gen, x.device).to(x.dtype)
-    saturation_first = torch.rand(batch, generator=gen, device=x.device) < 0.5
-    a = adjust_hue(adjust_saturation(x, factor), shift)
-    b = adjust_saturation(adjust_hue(x, shift), factor)
-    return torch.where(saturation_first.view(-1, 1, 1, 1), a, b)
+    saturation_first = (torch.rand(batch, generator=gen, device=x.device) < 0.5).view(-1, 1, 1, 1)
+    # Saturation before hue for one part of the batch, after it for the rest; hue once for all.
+    x = torch.where(saturation_first, adjust_saturation(x, factor), x)
+    x = adjust_hue(x, shift)
+    return torch.where(saturation_first, x, adjust_saturation(x, factor))
 
 
 class PGDColoredMNISTAugmentation:
