@@ -97,13 +97,13 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             )
         options = {d: resolve_options(DATASETS[d], sets.get(d, {})) for d in datasets}
         hparams = {
-            (m, d): resolve_hparams(METHODS[m], DATASETS[d], args.preset, args.epochs, sets.get(m, {}))
-            for m in methods for d in datasets
+            (m, d, r): resolve_hparams(METHODS[m], DATASETS[d], r, args.preset, args.epochs, sets.get(m, {}))
+            for m in methods for d in datasets for r in ratios
         }
     except HparamError as error:
         raise UsageError(str(error)) from None
     return [
-        RunSpec(m, d, r, s, args.preset, hparams[m, d], options[d])
+        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d])
         for d in datasets for r in ratios for m in methods for s in seeds
     ]
 

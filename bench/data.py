@@ -6,7 +6,7 @@ converted to float and augmented on the device. No per-sample Python or PIL work
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -17,16 +17,35 @@ from methods.base import Sampling
 
 
 class DeviceSplit:
-    def __init__(self, split: Split, device: torch.device):
+    """A split on the device. ``transform``: the dataset's deterministic input transform (e.g. resize);
+    ``normalize`` = (mean, std) per channel, applied after augmentation."""
+
+    def __init__(self, split: Split, device: torch.device,
+                 normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.transform = transform
         self.images = torch.from_numpy(split.images).to(device)
         self.targets = torch.from_numpy(split.targets).to(device)
         self.biases = torch.from_numpy(split.biases).to(device)
+        self.normalize = None
+        if normalize is not None:
+            mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in normalize)
+            self.normalize = (mean, std)
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def images_at(self, index: torch.Tensor) -> torch.Tensor:
-        return self.images[index].float().div_(255.0)
+    def inputs(self, index: torch.Tensor, augment: Augmentation | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Model inputs for ``index``: float in [0, 1], transformed, augmented if asked, normalised."""
+        x = self.images[index].float().div_(255.0)
+        if self.transform is not None:
+            x = self.transform(x)
+        if augment is not None:
+            x = augment(x, generator)
+        if self.normalize is not None:
+            x = (x - self.normalize[0]) / self.normalize[1]
+        return x
 
 
 def iterate_batches(
@@ -37,10 +56,7 @@ def iterate_batches(
     generator: torch.Generator,
 ) -> Iterator[Batch]:
     for index in order.split(batch_size):
-        x = split.images_at(index)
-        if augment is not None:
-            x = augment(x, generator)
-        yield Batch(index, x, split.targets[index])
+        yield Batch(index, split.inputs(index, augment, generator), split.targets[index])
 
 
 def epoch_order(n: int, sampling: Sampling | None, generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Resolve a run's hyperparameters from the layers that set them, lowest first:
 
 1. the dataset's training setting (``TRAIN_DEFAULTS``: model, optimiser, schedule, epochs);
-2. the method's ``HPARAMS``, then its ``DATASET_HPARAMS[dataset]``;
+2. the method's ``HPARAMS``, then ``DATASET_HPARAMS[dataset]``, then ``DATASET_HPARAMS[(dataset, ratio)]``
+   (e.g. DFA's per-ratio lambdas);
 3. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
 4. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule;
 5. ``--set <method>.<key>=value``.
@@ -53,11 +54,17 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
 def resolve_hparams(
     method: type[Method],
     dataset: type[BiasedDataset],
+    ratio: float,
     preset: str,
     epochs: int | None,
     sets: dict[str, str],
 ) -> dict[str, Any]:
-    base = {**dataset.TRAIN_DEFAULTS, **method.HPARAMS, **method.DATASET_HPARAMS.get(dataset.name, {})}
+    base = {
+        **dataset.TRAIN_DEFAULTS,
+        **method.HPARAMS,
+        **method.DATASET_HPARAMS.get(dataset.name, {}),
+        **method.DATASET_HPARAMS.get((dataset.name, ratio), {}),
+    }
     hp = dict(base)
     if preset not in PRESETS:
         raise HparamError(f"unknown preset {preset}; valid: {', '.join(PRESETS)}")

@@ -23,7 +23,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = []
     for index in torch.arange(len(split), device=device).split(EVAL_BATCH):
-        logits = predict(split.images_at(index)).float()
+        logits = predict(split.inputs(index)).float()
         target = split.targets[index]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
         correct.append(logits.argmax(1) == target)

@@ -66,10 +66,10 @@ def load_data(spec: RunSpec, paths: RunPaths):
 def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     dataset, data = load_data(spec, paths)
+    splits = {name: DeviceSplit(data.split(name), device, dataset.NORMALIZE, dataset.input_transform())
+              for name in ("train", "valid", "test")}
     device_data = DeviceData(
-        train=DeviceSplit(data.train, device),
-        valid=DeviceSplit(data.valid, device),
-        test=DeviceSplit(data.test, device),
+        **splits,
         num_classes=dataset.num_classes,
         augment=dataset.train_augmentation(device),
     )

@@ -1,8 +1,11 @@
 """The training loop shared by every method: stages, epochs, validation, model selection, test.
 
-Selection follows PGD's official code: within each stage marked ``select``, keep the checkpoint with the
-lowest loss on the (biased) validation split, ties going to the later epoch. The last epoch's model is
-evaluated too, and both are recorded.
+Model selection, hyperparameter ``selection`` (set per dataset by its protocol), within the stage marked
+``select``:
+- ``best_valid_loss`` (PGD's official code): the checkpoint with the lowest loss on the (biased)
+  validation split, ties going to the later epoch;
+- ``last_epoch`` (LfF's protocol, which has no validation split): the final model.
+The last epoch's test metrics are recorded in either case. The test split never takes part.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from bench.metrics import evaluate
 from datasets.base import Augmentation
 from methods import Method, TrainView
 
-SELECTION = "best_valid_loss"
+SELECTIONS = ("best_valid_loss", "last_epoch")
 
 
 @dataclass
@@ -42,6 +45,9 @@ def train_and_evaluate(
     """Train ``method`` through all its stages; return the epoch log, selection and test metrics."""
     device = data.train.targets.device
     batch_size = int(method.hp["batch_size"])
+    selection = method.hp.get("selection", "best_valid_loss")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection}")
 
     def hook_batches(size: int, augment: bool):
         order = torch.arange(len(data.train), device=device)
@@ -83,10 +89,13 @@ def train_and_evaluate(
                 "stage": stage.name, "epoch": epoch + 1, "lr": lr, **train_stats,
                 "valid_loss": valid["loss"], "valid_acc": valid["acc"],
             })
-            if stage.select and valid["loss"] <= best_loss:
+            last_of_stage = epoch + 1 == stage.epochs
+            if stage.select and selection == "best_valid_loss" and valid["loss"] <= best_loss:
                 best_loss = valid["loss"]
                 best = {"stage": stage.name, "epoch": epoch + 1, "valid_loss": best_loss,
                         "state": method.snapshot()}
+            elif stage.select and selection == "last_epoch" and last_of_stage:
+                best = {"stage": stage.name, "epoch": epoch + 1, "valid_loss": valid["loss"], "state": None}
             bar.set_postfix(stage=stage.name, loss=f"{train_stats.get('train_loss', float('nan')):.3f}",
                             valid_acc=f"{valid['acc']:.3f}")
             bar.update()
@@ -98,15 +107,19 @@ def train_and_evaluate(
     last = evaluate(method.predict, data.test, data.num_classes)
     if best is None:
         raise RuntimeError(f"method {method.name!r} declares no stage with select=True")
-    method.restore(best.pop("state"))
-    method.models.eval()
-    selected = evaluate(method.predict, data.test, data.num_classes)
+    state = best.pop("state")
+    if state is None:
+        selected = last
+    else:
+        method.restore(state)
+        method.models.eval()
+        selected = evaluate(method.predict, data.test, data.num_classes)
     phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
     phases.update(method.phase_seconds)
     train_seconds = sum(phases[stage.name] for stage in stages if stage.name in phases)
     return {
         "epochs": log,
-        "selection": SELECTION,
+        "selection": selection,
         "selected": best,
         "test": selected,
         "last_epoch_test": last,

@@ -134,3 +134,25 @@ class PGDColoredMNISTAugmentation:
         x = resized_crop(x, sample_crop_boxes(batch, height, width, gen, x.device, scale=(0.9, 1.1)))
         x = color_jitter(x, gen, saturation=0.05, hue=0.05)
         return rotate(x, _uniform((batch,), -10.0, 10.0, gen, x.device))
+
+
+class CropFlipAugmentation:
+    """torchvision ``RandomCrop(size, padding=p)`` (zero padding) then ``RandomHorizontalFlip()``,
+    per sample, batched: the LfF/DFA train transform for CIFAR10C and BFFHQ (before normalisation)."""
+
+    def __init__(self, padding: int = 4):
+        self.padding = padding
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        pad = self.padding
+        padded = F.pad(x, (pad, pad, pad, pad))
+        top = torch.randint(0, 2 * pad + 1, (batch,), generator=gen, device=x.device)
+        left = torch.randint(0, 2 * pad + 1, (batch,), generator=gen, device=x.device)
+        rows = (top[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+        cols = (left[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+        samples = torch.arange(batch, device=x.device)[:, None, None, None]
+        chans = torch.arange(channels, device=x.device)[None, :, None, None]
+        cropped = padded[samples, chans, rows, cols]
+        flip = (torch.rand(batch, generator=gen, device=x.device) < 0.5).view(-1, 1, 1, 1)
+        return torch.where(flip, cropped.flip(3), cropped)

@@ -75,11 +75,13 @@ class BiasedDataset:
     }
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]]
     QUICK: ClassVar[dict[str, Any]] = {}
+    # Per-channel (mean, std) applied to model inputs after augmentation, or None.
+    NORMALIZE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]] | None] = None
 
     def __init__(self, options: dict[str, Any]):
         self.options = options
 
-    def generation_params(self, ratio: float) -> dict[str, Any]:
+    def generation_params(self, root: Path, ratio: float) -> dict[str, Any]:
         """Everything the generated arrays depend on; the cache key and fingerprint hash these."""
         return {
             "dataset": self.name,
@@ -101,6 +103,11 @@ class BiasedDataset:
     def generate(self, root: Path, ratio: float) -> dict[str, Split]:
         """Build all splits from the source, deterministically from ``data_seed``."""
         raise NotImplementedError
+
+    def input_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Deterministic batched transform of every split's float images in [0, 1] (e.g. a resize),
+        applied before augmentation and normalisation; None for none."""
+        return None
 
     def train_augmentation(self, device: torch.device) -> Augmentation | None:
         """Batched on-device augmentation of float images in [0, 1], or None for no augmentation."""

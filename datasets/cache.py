@@ -86,7 +86,7 @@ def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, S
 
 def load_or_build(spec: BiasedDataset, root: Path, ratio: float, cache_dir: Path) -> BiasedData:
     """Load the splits of ``spec`` at ``ratio`` from the cache, building (and caching) them if needed."""
-    params = spec.generation_params(ratio)
+    params = spec.generation_params(root, ratio)
     cache_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{spec.name}-{params_key(params)}"
     paths = (cache_dir / f"{stem}.npz", cache_dir / f"{stem}.json")

@@ -81,6 +81,7 @@ class ColoredMNIST(BiasedDataset):
         "epochs": 100,
         "lr_decay_step": 40,
         "lr_decay_gamma": 0.1,
+        "selection": "best_valid_loss",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 3}
 

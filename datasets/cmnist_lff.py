@@ -65,11 +65,12 @@ class ColoredMNISTLfF(BiasedDataset):
         "epochs": 100,
         "lr_decay_step": 0,
         "lr_decay_gamma": 1.0,
+        "selection": "last_epoch",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 3}
 
-    def generation_params(self, ratio: float) -> dict[str, Any]:
-        return {**super().generation_params(ratio), "severity": int(self.options["severity"])}
+    def generation_params(self, root: Path, ratio: float) -> dict[str, Any]:
+        return {**super().generation_params(root, ratio), "severity": int(self.options["severity"])}
 
     def check_source(self, root: Path) -> None:
         ensure_mnist(root)

@@ -83,7 +83,8 @@ class Method:
 
     name: ClassVar[str]
     HPARAMS: ClassVar[dict[str, Any]] = {}
-    DATASET_HPARAMS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Keyed by dataset name, or by (dataset name, ratio) for settings the papers tune per bias ratio.
+    DATASET_HPARAMS: ClassVar[dict[str | tuple[str, float], dict[str, Any]]] = {}
     # Hyperparameters counted in epochs: a shorter ``--epochs`` schedule scales them proportionally.
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = ("lr_decay_step",)
 

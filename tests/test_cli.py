@@ -91,8 +91,8 @@ def test_a_torn_last_line_is_repaired_on_rerun(tmp_path, data_root, cache_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "erm,bogus"], "unknown method bogus; valid: erm"),
-    (["--datasets", "imagenet"], "unknown dataset imagenet; valid: cmnist"),
+    (["--methods", "erm,bogus"], "unknown method bogus; valid: erm, lff, jtt, dfa, pgd"),
+    (["--datasets", "imagenet"], "unknown dataset imagenet; valid: bffhq, cifar10c, cmnist, cmnist-lff"),
     (["--ratios", "0"], "must be in (0, 1)"),
     (["--ratios", "1.5"], "must be in (0, 1)"),
     (["--ratios", "abc"], "expected comma-separated numbers"),
@@ -148,7 +148,8 @@ def test_cuda_without_cuda_is_refused(tmp_path, capsys):
 
 
 def test_script_entry_point_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "run_bench.py", "--methods", "nope", "--out", str(tmp_path / "o")],
-                          cwd=ROOT, capture_output=True, text=True)
+    command = [sys.executable, "run_bench.py", "--methods", "nope", "--out", str(tmp_path / "o")]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["run_bench.py: error: unknown method nope; valid: erm"]
+    expected = "run_bench.py: error: unknown method nope; valid: erm, lff, jtt, dfa, pgd"
+    assert proc.stderr.strip().splitlines() == [expected]

@@ -25,6 +25,12 @@ def test_all_methods_run_end_to_end(tmp_path, data_root, cache_dir, dataset):
     for record in records:
         assert record["status"] == "ok"
         assert 0 <= record["test_acc"] <= 1
+        if dataset == "cmnist-lff":  # LfF's protocol reports the last epoch
+            assert record["selection"] == "last_epoch"
+            assert record["test_acc"] == record["last_epoch_test"]["acc"]
+            assert record["selected"]["epoch"] == record["epochs"][-1]["epoch"]
+        else:
+            assert record["selection"] == "best_valid_loss"
     assert [e["stage"] for e in by_method["pgd"]["epochs"]] == ["biased"] * 2 + ["debiased"] * 2
     assert by_method["pgd"]["selected"]["stage"] == "debiased"
     assert "score" in by_method["pgd"]["timing"]["phases_s"]

@@ -12,19 +12,20 @@ ERM, CMNIST = METHODS["erm"], DATASETS["cmnist"]
 
 
 def test_paper_preset_is_the_published_cmnist_setting():
-    hp = resolve_hparams(ERM, CMNIST, "paper", None, {})
+    hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", None, {})
     assert hp == {"model": "conv", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 1e-3,
-                  "batch_size": 128, "epochs": 100, "lr_decay_step": 40, "lr_decay_gamma": 0.1}
+                  "batch_size": 128, "epochs": 100, "lr_decay_step": 40, "lr_decay_gamma": 0.1,
+                  "selection": "best_valid_loss"}
 
 
 def test_shorter_schedule_scales_epoch_counted_hparams():
-    hp = resolve_hparams(ERM, CMNIST, "paper", 10, {})
+    hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", 10, {})
     assert (hp["epochs"], hp["lr_decay_step"]) == (10, 4)
-    assert resolve_hparams(ERM, CMNIST, "quick", None, {})["epochs"] == CMNIST.QUICK["epochs"]
+    assert resolve_hparams(ERM, CMNIST, 0.01, "quick", None, {})["epochs"] == CMNIST.QUICK["epochs"]
 
 
 def test_set_overrides_last_and_is_typed():
-    hp = resolve_hparams(ERM, CMNIST, "paper", 10, {"lr": "0.1", "lr_decay_step": "7", "model": "mlp"})
+    hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", 10, {"lr": "0.1", "lr_decay_step": "7", "model": "mlp"})
     assert hp["lr"] == 0.1 and hp["lr_decay_step"] == 7 and hp["model"] == "mlp"
 
 
@@ -34,7 +35,7 @@ def test_set_overrides_last_and_is_typed():
 ])
 def test_bad_set_values_name_the_problem(sets, message):
     with pytest.raises(HparamError, match=message):
-        resolve_hparams(ERM, CMNIST, "paper", None, sets)
+        resolve_hparams(ERM, CMNIST, 0.01, "paper", None, sets)
 
 
 def test_parse_sets_and_dataset_options():

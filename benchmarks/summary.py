@@ -1,0 +1,25 @@
+"""Print one ``name: value`` line per headline figure of a pytest-benchmark JSON file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def summary_lines(report: dict) -> list[str]:
+    lines = []
+    for bench in report["benchmarks"]:
+        name, median, extra = bench["name"], bench["stats"]["median"], bench.get("extra_info", {})
+        if name == "test_cmnist_conv_epoch":
+            lines.append(f"cmnist_epoch_seconds: {median:.2f}")
+            lines.append(f"cmnist_epoch_samples_per_s: {extra['samples'] / median:.0f}")
+        elif name == "test_pgd_scoring_closed_form_vs_loop":
+            lines.append(f"pgd_scoring_seconds_54k: {median:.2f}")
+            lines.append(f"pgd_loop_seconds_54k_scaled: {extra['loop_seconds_54k_scaled']:.1f}")
+            lines.append(f"pgd_scoring_speedup: {extra['speedup']:.1f}")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(summary_lines(json.loads(Path(sys.argv[1]).read_text()))))
