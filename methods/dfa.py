@@ -64,7 +64,15 @@ class DFA(Method):
     }
     # On cmnist-lff, the authors' own Colored MNIST setting: MLP encoders with 16-d features, lr 0.01,
     # their iteration-based LR decay; everything else is the dataset's (LfF's) setting.
-    DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"model": "mlp16", "lr": 0.01, "lr_schedule": "dfa"}}
+    # On cifar10c and bffhq, the authors' scripts: lr, lambdas per ratio, their LR decay.
+    DATASET_HPARAMS: ClassVar[dict] = {
+        "cmnist-lff": {"model": "mlp16", "lr": 0.01, "lr_schedule": "dfa"},
+        "cifar10c": {"lambda_dis_align": 1.0, "lambda_swap_align": 1.0, "lambda_swap": 1.0, "lr_schedule": "dfa"},
+        ("cifar10c", 0.005): {"lr": 5e-4},
+        ("cifar10c", 0.01): {"lambda_dis_align": 5.0, "lambda_swap_align": 5.0},
+        ("cifar10c", 0.02): {"lambda_dis_align": 5.0, "lambda_swap_align": 5.0},
+        "bffhq": {"lambda_dis_align": 2.0, "lambda_swap_align": 2.0, "lambda_swap": 0.1, "lr_schedule": "dfa"},
+    }
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "curriculum_step", "dfa_lr_decay_step")
 
     def setup(self) -> None:

@@ -44,3 +44,15 @@ def test_parse_sets_and_dataset_options():
     assert resolve_options(CMNIST, sets["cmnist"])["train_size"] == 100
     with pytest.raises(HparamError, match=r"SCOPE\.KEY=VALUE"):
         parse_sets(["lr=0.5"])
+
+
+def test_dfa_per_dataset_and_per_ratio_settings():
+    dfa, cifar = METHODS["dfa"], DATASETS["cifar10c"]
+    at = {r: resolve_hparams(dfa, cifar, r, "paper", None, {}) for r in (0.005, 0.01, 0.02, 0.05)}
+    assert at[0.005]["lr"] == 5e-4 and at[0.01]["lr"] == 1e-3
+    assert [at[r]["lambda_dis_align"] for r in (0.005, 0.01, 0.02, 0.05)] == [1.0, 5.0, 5.0, 1.0]
+    assert at[0.05]["lr_schedule"] == "dfa" and at[0.05]["model"] == "resnet18"
+    lff_protocol = resolve_hparams(dfa, DATASETS["cmnist-lff"], 0.01, "paper", None, {})
+    assert (lff_protocol["model"], lff_protocol["lr"], lff_protocol["lambda_swap_align"]) == ("mlp16", 0.01, 10.0)
+    shared = resolve_hparams(dfa, CMNIST, 0.01, "paper", None, {})
+    assert (shared["model"], shared["optimizer"], shared["lr_schedule"]) == ("conv", "sgd", "shared")
