@@ -14,6 +14,8 @@ def summary_lines(report: dict) -> list[str]:
         if name == "test_cmnist_conv_epoch":
             lines.append(f"cmnist_epoch_seconds: {median:.2f}")
             lines.append(f"cmnist_epoch_samples_per_s: {extra['samples'] / median:.0f}")
+        elif name == "test_resnet18_train_step":
+            lines.append(f"resnet18_step_seconds_batch256: {median:.3f}")
         elif name == "test_pgd_scoring_closed_form_vs_loop":
             lines.append(f"pgd_scoring_seconds_54k: {median:.2f}")
             lines.append(f"pgd_loop_seconds_54k_scaled: {extra['loop_seconds_54k_scaled']:.1f}")

@@ -83,7 +83,7 @@ class ColoredMNIST(BiasedDataset):
         "lr_decay_gamma": 0.1,
         "selection": "best_valid_loss",
     }
-    QUICK: ClassVar[dict[str, Any]] = {"epochs": 3}
+    QUICK: ClassVar[dict[str, Any]] = {"epochs": 2}
 
     def check_source(self, root: Path) -> None:
         ensure_mnist(root)
