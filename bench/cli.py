@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from bench.environment import DEVICES, DeviceError, resolve_device
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
+from bench.launcher import run_all
 from bench.records import append_record, read_records, write_text_atomic
-from bench.runner import RunPaths, RunSpec, execute, load_data
+from bench.runner import RunPaths, RunSpec, load_data
 from bench.tables import render_csv, render_latex, render_markdown, render_timing
 from datasets import DATASETS, DataError
 from methods import METHODS
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)}")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyperparameter or dataset option: <method>.<key>=v or <dataset>.<key>=v")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (mixed precision)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format for conv nets")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model's parts")
+    parser.add_argument("--jobs", type=int, default=1, help="runs executed concurrently on the device (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -88,6 +93,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         raise UsageError(f"unknown preset {args.preset}; valid: {', '.join(PRESETS)}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     try:
         sets = parse_sets(args.sets)
         unknown = [s for s in sets if s not in METHODS and s not in DATASETS]
@@ -102,8 +109,9 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         }
     except HparamError as error:
         raise UsageError(str(error)) from None
+    engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
     return [
-        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d])
+        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine)
         for d in datasets for r in ratios for m in methods for s in seeds
     ]
 
@@ -148,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failures = 0
     progress = not args.no_progress
-    for spec in tqdm(pending, desc="sweep", unit="run", disable=not progress):
-        record = execute(spec, paths, device, progress=progress)
+    finished = run_all(pending, paths, device, args.jobs, progress)
+    for spec, record in tqdm(finished, total=len(pending), desc="sweep", unit="run", disable=not progress):
         append_record(results, record)
         if record["status"] != "ok":
             failures += 1

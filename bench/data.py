@@ -22,8 +22,9 @@ class DeviceSplit:
 
     def __init__(self, split: Split, device: torch.device,
                  normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, channels_last: bool = False):
         self.transform = transform
+        self.channels_last = channels_last
         self.images = torch.from_numpy(split.images).to(device)
         self.targets = torch.from_numpy(split.targets).to(device)
         self.biases = torch.from_numpy(split.biases).to(device)
@@ -45,7 +46,7 @@ class DeviceSplit:
             x = augment(x, generator)
         if self.normalize is not None:
             x = (x - self.normalize[0]) / self.normalize[1]
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def iterate_batches(

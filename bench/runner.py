@@ -44,11 +44,16 @@ class RunSpec:
     preset: str
     hparams: dict[str, Any] = field(hash=False)
     dataset_options: dict[str, Any] = field(hash=False)
+    # Non-default execution settings (amp, channels_last, compile); empty for the plain fp32 path.
+    engine: dict[str, bool] = field(default_factory=dict, hash=False)
 
     @property
     def key(self) -> str:
         """Identity for resuming: the same spec always maps to the same key."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        identity = asdict(self)
+        if not identity["engine"]:
+            del identity["engine"]  # keys of plain runs stay what they were before engine settings existed
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
@@ -56,6 +61,20 @@ class RunSpec:
 class RunPaths:
     data_root: Path
     cache_dir: Path
+
+
+def configure(method, device: torch.device, engine: dict[str, bool]) -> None:
+    """Apply execution settings that change speed, not the method: TF32 on CUDA (always), channels-last
+    memory format and torch.compile of each model's parts (on request)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if engine.get("channels_last"):
+        method.models.to(memory_format=torch.channels_last)
+    if engine.get("compile"):
+        for model in method.models.values():
+            for part in model.children():
+                part.compile()
 
 
 def load_data(spec: RunSpec, paths: RunPaths):
@@ -66,7 +85,8 @@ def load_data(spec: RunSpec, paths: RunPaths):
 def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     dataset, data = load_data(spec, paths)
-    splits = {name: DeviceSplit(data.split(name), device, dataset.NORMALIZE, dataset.input_transform())
+    channels_last = spec.engine.get("channels_last", False)
+    splits = {name: DeviceSplit(data.split(name), device, dataset.NORMALIZE, dataset.input_transform(), channels_last)
               for name in ("train", "valid", "test")}
     device_data = DeviceData(
         **splits,
@@ -88,7 +108,9 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
         generator=generator,
     )
     method = METHODS[spec.method](dict(spec.hparams), ctx)
-    outcome = train_and_evaluate(method, device_data, generator, progress=progress)
+    configure(method, device, spec.engine)
+    outcome = train_and_evaluate(method, device_data, generator, progress=progress,
+                                 amp=spec.engine.get("amp", False))
     phases = {"data": data_seconds, **outcome.pop("phases")}
     test = outcome.pop("test")
     samples_per_s = outcome.pop("train_samples_per_s")

@@ -40,11 +40,21 @@ def _sync(device: torch.device) -> None:
 
 
 def train_and_evaluate(
-    method: Method, data: DeviceData, generator: torch.Generator, progress: bool = True
+    method: Method, data: DeviceData, generator: torch.Generator, progress: bool = True,
+    amp: bool = False,
 ) -> dict[str, Any]:
-    """Train ``method`` through all its stages; return the epoch log, selection and test metrics."""
+    """Train ``method`` through all its stages; return the epoch log, selection and test metrics.
+    ``amp``: bf16 autocast for training steps and evaluation."""
     device = data.train.targets.device
     batch_size = int(method.hp["batch_size"])
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+    def evaluate_split(split):
+        with autocast():
+            return evaluate(method.predict, split, data.num_classes)
+
     selection = method.hp.get("selection", "best_valid_loss")
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection}")
@@ -70,7 +80,9 @@ def train_and_evaluate(
             order = epoch_order(len(data.train), method.sampling(), generator, device)
             sums: dict[str, torch.Tensor] = {}
             for batch in iterate_batches(data.train, order, batch_size, data.augment, generator):
-                for key, value in method.update(batch).items():
+                with autocast():
+                    stats = method.update(batch)
+                for key, value in stats.items():
                     weighted = value.detach().float() * len(batch.y)
                     sums[key] = sums[key] + weighted if key in sums else weighted
             lr = method.learning_rate()
@@ -83,7 +95,7 @@ def train_and_evaluate(
 
             start = time.perf_counter()
             method.models.eval()
-            valid = evaluate(method.predict, data.valid, data.num_classes)
+            valid = evaluate_split(data.valid)
             phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
             log.append({
                 "stage": stage.name, "epoch": epoch + 1, "lr": lr, **train_stats,
@@ -104,7 +116,7 @@ def train_and_evaluate(
 
     start = time.perf_counter()
     method.models.eval()
-    last = evaluate(method.predict, data.test, data.num_classes)
+    last = evaluate_split(data.test)
     if best is None:
         raise RuntimeError(f"method {method.name!r} declares no stage with select=True")
     state = best.pop("state")
@@ -113,7 +125,7 @@ def train_and_evaluate(
     else:
         method.restore(state)
         method.models.eval()
-        selected = evaluate(method.predict, data.test, data.num_classes)
+        selected = evaluate_split(data.test)
     phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
     phases.update(method.phase_seconds)
     train_seconds = sum(phases[stage.name] for stage in stages if stage.name in phases)

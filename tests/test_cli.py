@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.cli
+import bench.launcher
 from bench.cli import main
 from bench.records import read_records
 
@@ -57,7 +57,7 @@ def test_same_seed_gives_the_same_numbers_on_cpu(tmp_path, data_root, cache_dir)
 
 def test_rerun_resumes_without_duplicates(tmp_path, data_root, cache_dir, monkeypatch):
     out = tmp_path / "out"
-    real_execute = bench.cli.execute
+    real_execute = bench.launcher.execute
     calls = []
 
     def interrupted(spec, *args, **kwargs):
@@ -66,12 +66,12 @@ def test_rerun_resumes_without_duplicates(tmp_path, data_root, cache_dir, monkey
             raise KeyboardInterrupt  # the process dies in the middle of the second run
         return real_execute(spec, *args, **kwargs)
 
-    monkeypatch.setattr(bench.cli, "execute", interrupted)
+    monkeypatch.setattr(bench.launcher, "execute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(out, data_root, cache_dir, "--seeds", "0,1")
     assert [r["seed"] for r in read_records(out / "results.jsonl")] == [0]
 
-    monkeypatch.setattr(bench.cli, "execute", real_execute)
+    monkeypatch.setattr(bench.launcher, "execute", real_execute)
     assert run(out, data_root, cache_dir, "--seeds", "0,1") == 0
     assert run(out, data_root, cache_dir, "--seeds", "0,1") == 0  # everything done: nothing is rerun
     records = read_records(out / "results.jsonl")
@@ -97,6 +97,7 @@ def test_a_torn_last_line_is_repaired_on_rerun(tmp_path, data_root, cache_dir):
     (["--ratios", "1.5"], "must be in (0, 1)"),
     (["--ratios", "abc"], "expected comma-separated numbers"),
     (["--seeds", "x"], "expected comma-separated integers"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
     (["--preset", "huge"], "unknown preset huge; valid: quick, paper"),
     (["--device", "tpu"], "unknown device tpu; valid: auto, cpu, cuda"),
     (["--set", "erm.nope=1"], "unknown key; valid:"),
@@ -153,3 +154,33 @@ def test_script_entry_point_exit_code(tmp_path):
     assert proc.returncode == 2
     expected = "run_bench.py: error: unknown method nope; valid: erm, lff, jtt, dfa, pgd"
     assert proc.stderr.strip().splitlines() == [expected]
+
+
+def test_concurrent_jobs_give_every_run_once(tmp_path, data_root, cache_dir):
+    out = tmp_path / "out"
+    assert run(out, data_root, cache_dir, "--seeds", "0,1,2", "--jobs", "2") == 0
+    records = read_records(out / "results.jsonl")
+    assert sorted(r["seed"] for r in records) == [0, 1, 2]
+    assert all(r["status"] == "ok" for r in records)
+    serial = tmp_path / "serial"
+    assert run(serial, data_root, cache_dir, "--seeds", "0,1,2") == 0
+    assert {r["key"] for r in read_records(serial / "results.jsonl")} == {r["key"] for r in records}
+
+
+def test_engine_settings_run_and_are_part_of_the_identity(tmp_path, data_root, cache_dir):
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    assert run(plain, data_root, cache_dir) == 0
+    assert run(fast, data_root, cache_dir, "--amp", "--channels-last") == 0
+    (a,), (b,) = read_records(plain / "results.jsonl"), read_records(fast / "results.jsonl")
+    assert a["engine"] == {} and b["engine"] == {"amp": True, "channels_last": True}
+    assert a["key"] != b["key"] and b["status"] == "ok" and 0 <= b["test_acc"] <= 1
+
+
+def test_compiled_models_train_and_keep_their_state_dict_keys(tmp_path, data_root, cache_dir):
+    out = tmp_path / "out"
+    code = main(["--methods", "pgd", "--datasets", "cmnist-lff", "--ratios", "0.05", "--epochs", "1", "--compile",
+                 "--out", str(out), "--data-root", str(data_root), "--cache-dir", str(cache_dir), "--no-progress",
+                 "--set", "cmnist-lff.train_size=300", "--set", "cmnist-lff.eval_size=100"])
+    (record,) = read_records(out / "results.jsonl")
+    assert code == 0, record.get("error")
+    assert record["engine"] == {"compile": True} and record["selected"]["stage"] == "debiased"
