@@ -135,7 +135,23 @@ def write_reports(out: Path, records: list[dict]) -> str:
     return table
 
 
+def report(argv: list[str]) -> int:
+    """``run_bench.py report OUT``: re-render every table from OUT/results.jsonl alone, no training."""
+    if len(argv) != 1:
+        print("run_bench.py: error: usage: run_bench.py report OUT_FOLDER", file=sys.stderr)
+        return 2
+    results = Path(argv[0]) / "results.jsonl"
+    if not results.is_file():
+        print(f"run_bench.py: error: {results} not found", file=sys.stderr)
+        return 2
+    print(write_reports(results.parent, read_records(results)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        return report(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         specs = plan(args)

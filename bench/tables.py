@@ -80,6 +80,9 @@ def render_markdown(records: list[dict[str, Any]]) -> str:
             continue
         parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
     parts.append(f"Cells: {STD_NOTE}. n per cell: {_seed_counts(summary)}.\n")
+    rules = sorted({(r["dataset"], r.get("selection", "?")) for r in latest_ok(records)})
+    if rules:
+        parts.append("Model selection (never on test): " + ", ".join(f"{d}: {rule}" for d, rule in rules) + ".\n")
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
         parts.append(f"Failed runs (not in the tables): {len(failed)}.\n")

@@ -184,3 +184,14 @@ def test_compiled_models_train_and_keep_their_state_dict_keys(tmp_path, data_roo
     (record,) = read_records(out / "results.jsonl")
     assert code == 0, record.get("error")
     assert record["engine"] == {"compile": True} and record["selected"]["stage"] == "debiased"
+
+
+def test_report_rerenders_tables_from_records_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text((Path(__file__).parent / "fixtures" / "records.jsonl").read_text())
+    assert main(["report", str(out)]) == 0
+    assert (out / "table.md").read_text() == (Path(__file__).parent / "golden" / "table.md").read_text()
+    assert (out / "timing.md").read_text() == (Path(__file__).parent / "golden" / "timing.md").read_text()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "results.jsonl not found" in capsys.readouterr().err
