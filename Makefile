@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
+# Source datasets: $DATA_ROOT if set; else the offline copy beside the checkout when there is one; else
+# ./data (where torchvision downloads MNIST when online).
+DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,./data)
+export DATA_ROOT
 
 .PHONY: bench test benchmark lint setup clean
 

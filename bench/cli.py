@@ -13,9 +13,10 @@ from tqdm.auto import tqdm
 from bench.environment import DEVICES, DeviceError, resolve_device
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
 from bench.launcher import run_all
+from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
 from bench.records import append_record, read_records, write_text_atomic
 from bench.runner import RunPaths, RunSpec, load_data
-from bench.tables import render_csv, render_latex, render_markdown, render_timing
+from bench.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 from datasets import DATASETS, DataError
 from methods import METHODS
 
@@ -132,6 +133,10 @@ def write_reports(out: Path, records: list[dict]) -> str:
     write_text_atomic(out / "table.csv", render_csv(records))
     write_text_atomic(out / "table.tex", render_latex(records))
     write_text_atomic(out / "timing.md", render_timing(records))
+    if latest_ok(records):
+        accuracy_vs_ratio(records, out / "accuracy_vs_ratio.png")
+        training_curves(records, out / "training_curves.png")
+        time_per_phase(records, out / "time_per_phase.png")
     return table
 
 
