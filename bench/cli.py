@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, res
 from bench.launcher import run_all
 from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
 from bench.records import append_record, read_records, write_text_atomic
+from bench.report import render_report
 from bench.runner import RunPaths, RunSpec, load_data
 from bench.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 from datasets import DATASETS, DataError
@@ -133,10 +135,13 @@ def write_reports(out: Path, records: list[dict]) -> str:
     write_text_atomic(out / "table.csv", render_csv(records))
     write_text_atomic(out / "table.tex", render_latex(records))
     write_text_atomic(out / "timing.md", render_timing(records))
+    plots = []
     if latest_ok(records):
-        accuracy_vs_ratio(records, out / "accuracy_vs_ratio.png")
-        training_curves(records, out / "training_curves.png")
-        time_per_phase(records, out / "time_per_phase.png")
+        for name, draw in (("accuracy_vs_ratio.png", accuracy_vs_ratio), ("training_curves.png", training_curves),
+                           ("time_per_phase.png", time_per_phase)):
+            draw(records, out / name)
+            plots.append(name)
+    write_text_atomic(out / "report.md", render_report(records, plots))
     return table
 
 
@@ -178,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     progress = not args.no_progress
     finished = run_all(pending, paths, device, args.jobs, progress)
+    command = shlex.join(["python", "run_bench.py", *argv])
     for spec, record in tqdm(finished, total=len(pending), desc="sweep", unit="run", disable=not progress):
+        record["command"] = command
         append_record(results, record)
         if record["status"] != "ok":
             failures += 1

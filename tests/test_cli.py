@@ -195,3 +195,16 @@ def test_report_rerenders_tables_from_records_alone(tmp_path, capsys):
     assert (out / "timing.md").read_text() == (Path(__file__).parent / "golden" / "timing.md").read_text()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "results.jsonl not found" in capsys.readouterr().err
+
+
+def test_report_names_failed_and_missing_runs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text((Path(__file__).parent / "fixtures" / "records.jsonl").read_text())
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "pgd cmnist 5% seed 1: RuntimeError: boom" in report
+    assert "Missing (no ok record):\n- `pgd cmnist 0.5% seed 1`\n- `pgd cmnist 5% seed 1`" in report
+    assert "![Unbiased test accuracy against bias ratio" in report
+    for name in ("accuracy_vs_ratio.png", "training_curves.png", "time_per_phase.png"):
+        assert (out / name).is_file()

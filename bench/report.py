@@ -1,0 +1,57 @@
+"""``report.md``: everything needed to cite or rerun a sweep, rendered from its records alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing
+
+PLOTS = {
+    "accuracy_vs_ratio.png": "Unbiased test accuracy against bias ratio (band: ± std over seeds)",
+    "training_curves.png": "Validation accuracy per epoch, one run per method",
+    "time_per_phase.png": "Seconds per phase, mean over runs",
+}
+
+
+def _bullets(values: list[str]) -> str:
+    return "\n".join(f"- `{v}`" for v in values) if values else "- (not recorded)"
+
+
+def missing_runs(records: list[dict[str, Any]]) -> list[str]:
+    """Cells of the (method, dataset, ratio) x seed grid that have no ok record."""
+    ok = {tuple(r[c] for c in RUN_COLUMNS) for r in latest_ok(records)}
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cells = list(dict.fromkeys((r["dataset"], r["ratio"]) for r in records))
+    seeds = sorted({r["seed"] for r in records})
+    return [f"{m} {d} {ratio_label(ratio)} seed {s}" for m in methods for d, ratio in cells for s in seeds
+            if (m, d, ratio, s) not in ok]
+
+
+def render_report(records: list[dict[str, Any]], plots: list[str]) -> str:
+    ok = latest_ok(records)
+    commands = sorted({r["command"] for r in records if r.get("command")})
+    commits = sorted({str(r.get("env", {}).get("git_commit")) for r in records})
+    environments = sorted({
+        f"torch {e.get('torch')}, python {e.get('python')}, {e.get('device')} ({e.get('device_name')}), "
+        f"{e.get('threads')} threads" for e in (r.get("env", {}) for r in records)
+    })
+    fingerprints = sorted({f"{r['dataset']} {ratio_label(r['ratio'])}: {r.get('dataset_fingerprint')}" for r in ok})
+    selection = sorted({f"{r['dataset']}: {r.get('selection')}" for r in ok})
+    failed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: {r.get('error')}"
+              for r in records if r.get("status") == "failed"]
+    missing = missing_runs(records)
+    parts = [
+        "# debias-bench report",
+        f"{len(ok)} completed runs, {len(failed)} failed, {len(missing)} missing from the grid.",
+        "## Accuracy", render_markdown(records),
+        "## Timing", render_timing(records),
+        "## Plots", "\n\n".join(f"![{PLOTS[p]}]({p})" for p in plots if p in PLOTS) or "(none)",
+        "## How to rerun", "Command(s):", _bullets(commands), "Git commit(s):", _bullets(commits),
+        "## Environment", _bullets(environments),
+        "## Data and selection", "Dataset fingerprints (hash of generation parameters and arrays):",
+        _bullets(fingerprints), "Model selection (never on the test split):", _bullets(selection),
+        "## Failed and missing runs",
+        ("Failed:\n" + _bullets(failed)) if failed else "No failed runs.",
+        ("Missing (no ok record):\n" + _bullets(missing)) if missing else "No missing runs.",
+    ]
+    return "\n\n".join(parts) + "\n"
