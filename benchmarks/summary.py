@@ -16,6 +16,8 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"cmnist_epoch_samples_per_s: {extra['samples'] / median:.0f}")
             lines.append(f"cmnist_reference_epoch_seconds: {extra['reference_seconds']:.2f}")
             lines.append(f"cmnist_epoch_speedup: {extra['speedup']:.2f}")
+        elif name == "test_resnet18_pipeline_efficiency":
+            lines.append(f"resnet18_pipeline_efficiency: {extra['efficiency']:.2f}")
         elif name == "test_resnet18_train_step":
             lines.append(f"resnet18_step_seconds_batch256: {median:.3f}")
         elif name == "test_pgd_scoring_closed_form_vs_loop":
