@@ -8,6 +8,11 @@ training set plus lambda_up extra copies of E, shuffled, so a sample of E is see
 Defaults: the official repository has no Colored MNIST setting; T = 10 epochs and lambda_up = 30 follow
 a PGD-derived codebase's Colored MNIST runs. Stage 2 uses the dataset's full schedule; stage 1 uses the
 same optimiser and LR schedule, cut at T epochs. With a shorter ``--epochs``, T scales with it.
+On ``cmnist-lff`` (MLP, Adam, no augmentation) T = 1: there the identification model memorises the
+bias-conflicting samples early -- 99.9 % training accuracy at epoch 10 and an error set of 57 of 54k
+images at 0.5 % (seen in our paper-preset run), so stage 2 was ERM again -- while after one epoch it is
+at 93.9 %. JTT's premise is an identification model that has not fitted the minority yet; T is chosen
+from training accuracy only, never from test or bias labels.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class JTT(TwoStageMethod):
     FIRST: ClassVar[str] = "identify"
     SECOND: ClassVar[str] = "upweighted"
     HPARAMS: ClassVar[dict] = {"T": 10, "lambda_up": 30}
+    DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"T": 1}}
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "T")
 
     def setup(self) -> None:
