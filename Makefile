@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt ".[dev,ray]"
 	# cifar10c's Frost corruption reads the frost photographs shipped in this wheel; the package itself
 	# is never imported (it breaks next to a current setuptools), hence --no-deps.
 	$(PY) -m pip install --quiet --no-deps imagecorruptions==1.1.2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import sys
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from bench.environment import DEVICES, DeviceError, resolve_device
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
-from bench.launcher import run_all
+from bench.launcher import LAUNCHERS, RayOptions, run_all
 from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
 from bench.records import append_record, read_records, write_text_atomic
 from bench.report import render_report
@@ -23,6 +24,7 @@ from datasets import DATASETS, DataError
 from methods import METHODS
 
 DEFAULT_RATIOS = "0.005,0.01,0.05"
+EXIT_FAILED = 100  # exit code 100 + N: N runs failed (2: bad input)
 
 
 class UsageError(ValueError):
@@ -81,7 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (mixed precision)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format for conv nets")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model's parts")
+    parser.add_argument("--hparams-seed", type=int, default=0,
+                        help="0: default hyperparameters; K > 0: the K-th random draw (DomainBed-style search)")
     parser.add_argument("--jobs", type=int, default=1, help="runs executed concurrently on the device (default 1)")
+    parser.add_argument("--launcher", default="local", help="local (this machine) or ray (a Ray cluster)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
+    parser.add_argument("--gpus-per-run", type=float, default=None,
+                        help="Ray: GPUs per run, fractions share a GPU (default 1 if this machine has CUDA, else 0)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs per run (default 1)")
+    parser.add_argument("--max-retries", type=int, default=2, help="Ray: retries of a run whose worker is lost")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -96,8 +106,14 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         raise UsageError(f"unknown preset {args.preset}; valid: {', '.join(PRESETS)}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
+    if args.hparams_seed < 0:
+        raise UsageError("--hparams-seed must be >= 0")
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.launcher not in LAUNCHERS:
+        raise UsageError(f"unknown launcher {args.launcher}; valid: {', '.join(LAUNCHERS)}")
+    if args.launcher == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--launcher ray needs Ray: pip install '.[ray]'")
     try:
         sets = parse_sets(args.sets)
         unknown = [s for s in sets if s not in METHODS and s not in DATASETS]
@@ -107,14 +123,15 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             )
         options = {d: resolve_options(DATASETS[d], sets.get(d, {})) for d in datasets}
         hparams = {
-            (m, d, r): resolve_hparams(METHODS[m], DATASETS[d], r, args.preset, args.epochs, sets.get(m, {}))
+            (m, d, r): resolve_hparams(METHODS[m], DATASETS[d], r, args.preset, args.epochs, sets.get(m, {}),
+                                       args.hparams_seed)
             for m in methods for d in datasets for r in ratios
         }
     except HparamError as error:
         raise UsageError(str(error)) from None
     engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
     return [
-        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine)
+        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed)
         for d in datasets for r in ratios for m in methods for s in seeds
     ]
 
@@ -166,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = plan(args)
         device = resolve_device(args.device)
+        gpus = args.gpus_per_run if args.gpus_per_run is not None else float(device.type == "cuda")
+        ray_options = RayOptions(args.ray_address, gpus, args.cpus_per_run, args.max_retries)
         paths = RunPaths(Path(args.data_root), Path(args.cache_dir))
         prepare_data(specs, paths)
     except (UsageError, DeviceError, DataError) as error:
@@ -182,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     failures = 0
     progress = not args.no_progress
-    finished = run_all(pending, paths, device, args.jobs, progress)
+    finished = run_all(pending, paths, device, args.jobs, progress, args.launcher, ray_options)
     command = shlex.join(["python", "run_bench.py", *argv])
     for spec, record in tqdm(finished, total=len(pending), desc="sweep", unit="run", disable=not progress):
         record["command"] = command
@@ -197,5 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         records = read_records(results)
     wanted = {spec.key for spec in specs}
     print(write_reports(out, [r for r in records if r.get("key") in wanted]))
-    print(f"wrote {out}/table.md, table.csv, table.tex, timing.md", file=sys.stderr)
-    return 1 if failures else 0
+    print(f"wrote {out}/table.md, table.csv, table.tex, timing.md, report.md", file=sys.stderr)
+    if failures:
+        print(f"{failures} of {len(pending)} runs failed (see results.jsonl); exit code {EXIT_FAILED + failures}",
+              file=sys.stderr)
+    return EXIT_FAILED + min(failures, 155) if failures else 0

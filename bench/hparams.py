@@ -3,15 +3,17 @@
 1. the dataset's training setting (``TRAIN_DEFAULTS``: model, optimiser, schedule, epochs);
 2. the method's ``HPARAMS``, then ``DATASET_HPARAMS[dataset]``, then ``DATASET_HPARAMS[(dataset, ratio)]``
    (e.g. DFA's per-ratio lambdas);
-3. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
-4. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule;
-5. ``--set <method>.<key>=value``.
+3. with ``--hparams-seed K > 0``, a random draw of the searchable keys (``bench.search``);
+4. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
+5. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule;
+6. ``--set <method>.<key>=value``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bench.search import draw
 from datasets import BiasedDataset
 from methods import Method
 
@@ -58,6 +60,7 @@ def resolve_hparams(
     preset: str,
     epochs: int | None,
     sets: dict[str, str],
+    hparams_seed: int = 0,
 ) -> dict[str, Any]:
     base = {
         **dataset.TRAIN_DEFAULTS,
@@ -65,6 +68,8 @@ def resolve_hparams(
         **method.DATASET_HPARAMS.get(dataset.name, {}),
         **method.DATASET_HPARAMS.get((dataset.name, ratio), {}),
     }
+    space = {**dataset.TRAIN_SPACE, **method.HPARAM_SPACE}
+    base.update(draw(space, method.name, dataset.name, hparams_seed))
     hp = dict(base)
     if preset not in PRESETS:
         raise HparamError(f"unknown preset {preset}; valid: {', '.join(PRESETS)}")

@@ -1,8 +1,11 @@
-"""Run a sweep's runs one after another, or ``jobs`` at a time in worker processes on one device.
+"""Where a sweep's runs execute: in this process one after another, ``jobs`` at a time in worker
+processes on one device, or as tasks on a Ray cluster.
 
-Small models leave a GPU (or a many-core CPU) idle; several concurrent runs fill it. Workers only
-compute: every record comes back to the caller, which alone writes ``results.jsonl``. Each worker gets
-an equal share of the CPU threads, so on the CPU N jobs do not oversubscribe the cores.
+Workers only compute: every record comes back to the caller, which alone writes ``results.jsonl``, so a
+cluster needs no shared filesystem for results (the source data and the dataset cache must be readable
+at the same absolute paths on the workers). A run that fails in its own code is a ``failed`` record, not
+retried; a Ray worker that is lost (killed, crashed, out of memory) is retried ``max_retries`` times and
+then recorded as failed, never dropped.
 """
 
 from __future__ import annotations
@@ -11,20 +14,34 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.runner import RunPaths, RunSpec, execute
+from bench.runner import RunPaths, RunSpec, execute, failed_record
+
+LAUNCHERS = ("local", "ray")
+ROOT = Path(__file__).resolve().parents[1]
+# Never shipped to Ray workers with the code.
+RAY_EXCLUDES = [".venv", ".git", "cache", "data", "results", "*.pt", "*.npz", ".pytest_cache", ".ruff_cache"]
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    gpus_per_run: float = 0.0
+    cpus_per_run: float = 1.0
+    max_retries: int = 2
 
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_all(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: int,
-            progress: bool) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Yield (spec, record) as runs finish: in order when ``jobs`` is 1, in completion order otherwise."""
+def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: int,
+           progress: bool) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
     if jobs <= 1:
         for spec in specs:
             yield spec, execute(spec, paths, device, progress=progress)
@@ -39,3 +56,51 @@ def run_all(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: i
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _ray_task(spec: RunSpec, paths: RunPaths, use_gpu: bool, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    return execute(spec, paths, torch.device("cuda" if use_gpu else "cpu"), progress=False)
+
+
+def _ray(specs: list[RunSpec], paths: RunPaths, options: RayOptions) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address=options.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES},
+        )
+    task = ray.remote(
+        num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=options.max_retries
+    )(_ray_task)
+    threads = max(1, int(options.cpus_per_run))
+    absolute = RunPaths(paths.data_root.resolve(), paths.cache_dir.resolve())
+    pending = {task.remote(spec, absolute, options.gpus_per_run > 0, threads): spec for spec in specs}
+    device = torch.device("cuda" if options.gpus_per_run > 0 else "cpu")
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done[0])
+            try:
+                record = ray.get(done[0])
+            except ray.exceptions.RayError as error:
+                record = failed_record(
+                    spec, f"{type(error).__name__} after {options.max_retries} retries: {error}".splitlines()[0],
+                    device,
+                )
+            yield spec, record
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def run_all(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: int, progress: bool,
+            launcher: str = "local", ray_options: RayOptions | None = None) -> Iterator[tuple[RunSpec, dict]]:
+    """Yield (spec, record) as runs finish (in order with one local job, else in completion order)."""
+    if launcher == "ray":
+        return _ray(specs, paths, ray_options or RayOptions())
+    return _local(specs, paths, device, jobs, progress)

@@ -46,13 +46,17 @@ class RunSpec:
     dataset_options: dict[str, Any] = field(hash=False)
     # Non-default execution settings (amp, channels_last, compile); empty for the plain fp32 path.
     engine: dict[str, bool] = field(default_factory=dict, hash=False)
+    # 0: the declared defaults; K > 0: the K-th random draw of the searchable hyperparameters.
+    hparams_seed: int = 0
 
     @property
     def key(self) -> str:
         """Identity for resuming: the same spec always maps to the same key."""
         identity = asdict(self)
-        if not identity["engine"]:
-            del identity["engine"]  # keys of plain runs stay what they were before engine settings existed
+        # Keys of plain runs stay what they were before these fields existed.
+        for name in ("engine", "hparams_seed"):
+            if not identity[name]:
+                del identity[name]
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
@@ -128,8 +132,20 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
     }
 
 
+def _finish(record: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    record["env"] = describe(device)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
+def failed_record(spec: RunSpec, error: str, device: torch.device) -> dict[str, Any]:
+    """The record of a run that could not report itself (e.g. its worker was lost)."""
+    return _finish({"key": spec.key, **asdict(spec), "status": "failed", "error": error}, device)
+
+
 def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool = True) -> dict[str, Any]:
-    """Run ``spec`` and return its record (status ``ok`` or ``failed``)."""
+    """Run ``spec`` and return its record (status ``ok`` or ``failed``). Any exception in the run --
+    an error, non-finite losses, running out of memory -- becomes a failed record with the error."""
     record: dict[str, Any] = {"key": spec.key, **asdict(spec)}
     try:
         record.update(_train(spec, paths, device, progress))
@@ -138,6 +154,4 @@ def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc(limit=8)
-    record["env"] = describe(device)
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return record
+    return _finish(record, device)

@@ -20,10 +20,33 @@ RUN_COLUMNS = ["method", "dataset", "ratio", "seed"]
 STD_NOTE = "mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell"
 
 
+def selected_by_validation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a (method, dataset, ratio) was run with several ``hparams_seed`` draws, keep the draw whose
+    selected checkpoints have the lowest mean validation loss over seeds. Validation only, never test."""
+    groups: dict[tuple, dict[int, list[dict[str, Any]]]] = {}
+    for record in records:
+        cell = (record["method"], record["dataset"], record["ratio"])
+        groups.setdefault(cell, {}).setdefault(record.get("hparams_seed", 0), []).append(record)
+    kept = []
+    for draws in groups.values():
+        def mean_valid_loss(runs: list[dict[str, Any]]) -> float:
+            losses = [(r.get("selected") or {}).get("valid_loss") for r in runs]
+            losses = [x for x in losses if x is not None]
+            return sum(losses) / len(losses) if losses else float("inf")
+
+        best = min(draws, key=lambda k: (mean_valid_loss(draws[k]), k))
+        kept.extend(draws[best])
+    return kept
+
+
 def latest_ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ok records, one per (method, dataset, ratio, seed): the last one in file order."""
-    latest = {tuple(r[c] for c in RUN_COLUMNS): r for r in records if r.get("status") == "ok"}
-    return list(latest.values())
+    """The ok records, one per (method, dataset, ratio, seed) -- the last one in file order -- with the
+    best hyperparameter draw by validation where a search was run."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        if record.get("status") == "ok":
+            latest[(*(record[c] for c in RUN_COLUMNS), record.get("hparams_seed", 0))] = record
+    return selected_by_validation(list(latest.values()))
 
 
 def ok_runs(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ The last epoch's test metrics are recorded in either case. The test split never 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,8 @@ def train_and_evaluate(
             method.end_epoch(stage)
             totals = torch.stack(list(sums.values())).tolist()  # one host sync per epoch
             train_stats = {f"train_{k}": v / len(order) for k, v in zip(sums, totals, strict=True)}
+            if not math.isfinite(train_stats.get("train_loss", 0.0)):
+                raise FloatingPointError(f"non-finite training loss in stage {stage.name}, epoch {epoch + 1}")
             samples_seen += len(order)
             _sync(device)
             phases[stage.name] = phases.get(stage.name, 0.0) + time.perf_counter() - start

@@ -75,6 +75,8 @@ class BiasedDataset:
     }
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]]
     QUICK: ClassVar[dict[str, Any]] = {}
+    # Search distributions of training keys for --hparams-seed (bench.search).
+    TRAIN_SPACE: ClassVar[dict[str, Any]] = {}
     # Per-channel (mean, std) applied to model inputs after augmentation, or None.
     NORMALIZE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]] | None] = None
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.search import LogUniform
 from datasets.augment import CropFlipAugmentation
 from datasets.base import Augmentation, BiasedDataset, DataError, Split
 from datasets.registry import register_dataset
@@ -93,6 +94,7 @@ class BFFHQ(BiasedDataset):
         "selection": "best_valid_loss",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 1}
+    TRAIN_SPACE: ClassVar[dict[str, Any]] = {"lr": LogUniform(1e-5, 1e-3)}
     NORMALIZE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = (
         (0.485, 0.456, 0.406),
         (0.229, 0.224, 0.225),

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.search import LogUniform
 from datasets.augment import CropFlipAugmentation
 from datasets.base import Augmentation, BiasedDataset, DataError, Split
 from datasets.bias_labels import exact_bias_labels
@@ -86,6 +87,7 @@ class CorruptedCIFAR10(BiasedDataset):
         "selection": "last_epoch",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 2}
+    TRAIN_SPACE: ClassVar[dict[str, Any]] = {"lr": LogUniform(1e-4, 3e-3)}
     NORMALIZE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = (
         (0.4914, 0.4822, 0.4465),
         (0.2023, 0.1994, 0.2010),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench.search import LogUniform
 from datasets.augment import PGDColoredMNISTAugmentation
 from datasets.base import Augmentation, BiasedDataset, Split
 from datasets.mnist import ensure_mnist, load_mnist
@@ -84,6 +85,7 @@ class ColoredMNIST(BiasedDataset):
         "selection": "best_valid_loss",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 2}
+    TRAIN_SPACE: ClassVar[dict[str, Any]] = {"lr": LogUniform(2e-3, 2e-1), "weight_decay": LogUniform(1e-5, 1e-2)}
 
     def check_source(self, root: Path) -> None:
         ensure_mnist(root)

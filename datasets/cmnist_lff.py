@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.search import LogUniform
 from datasets.base import BiasedDataset, Split
 from datasets.bias_labels import exact_bias_labels
 from datasets.mnist import ensure_mnist, load_mnist
@@ -68,6 +69,7 @@ class ColoredMNISTLfF(BiasedDataset):
         "selection": "last_epoch",
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 3}
+    TRAIN_SPACE: ClassVar[dict[str, Any]] = {"lr": LogUniform(1e-4, 1e-2)}
 
     def generation_params(self, root: Path, ratio: float) -> dict[str, Any]:
         return {**super().generation_params(root, ratio), "severity": int(self.options["severity"])}

@@ -85,6 +85,8 @@ class Method:
     HPARAMS: ClassVar[dict[str, Any]] = {}
     # Keyed by dataset name, or by (dataset name, ratio) for settings the papers tune per bias ratio.
     DATASET_HPARAMS: ClassVar[dict[str | tuple[str, float], dict[str, Any]]] = {}
+    # Search distributions for --hparams-seed (bench.search), declared next to the defaults.
+    HPARAM_SPACE: ClassVar[dict[str, Any]] = {}
     # Hyperparameters counted in epochs: a shorter ``--epochs`` schedule scales them proportionally.
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = ("lr_decay_step",)
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.search import Choice, LogUniform
 from methods.base import Batch, Method, Stage
 from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.registry import register_method
@@ -53,6 +54,11 @@ def swap_features(z_i: torch.Tensor, z_b: torch.Tensor, perm: torch.Tensor) -> t
 @register_method
 class DFA(Method):
     name: ClassVar[str] = "dfa"
+    HPARAM_SPACE: ClassVar[dict] = {
+        "lambda_dis_align": LogUniform(1.0, 20.0),
+        "lambda_swap_align": LogUniform(1.0, 20.0),
+        "lambda_swap": Choice((0.1, 0.5, 1.0)),
+    }
     HPARAMS: ClassVar[dict] = {
         "q": 0.7,
         "ema_alpha": 0.7,

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 
+from bench.search import Choice, IntUniform
 from methods.base import Method, Sampling, TrainView
 from methods.registry import register_method
 from methods.two_stage import TwoStageMethod
@@ -47,6 +48,7 @@ class JTT(TwoStageMethod):
     name: ClassVar[str] = "jtt"
     FIRST: ClassVar[str] = "identify"
     SECOND: ClassVar[str] = "upweighted"
+    HPARAM_SPACE: ClassVar[dict] = {"T": IntUniform(1, 20), "lambda_up": Choice((5, 10, 20, 30, 50, 100))}
     HPARAMS: ClassVar[dict] = {"T": 10, "lambda_up": 30}
     DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"T": 1}}
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "T")

@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from bench.search import Uniform
 from methods.base import Batch, Method
 from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.registry import register_method
@@ -26,6 +27,7 @@ from methods.registry import register_method
 @register_method
 class LfF(Method):
     name: ClassVar[str] = "lff"
+    HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "ema_alpha": Uniform(0.5, 0.9)}
     HPARAMS: ClassVar[dict] = {"q": 0.7, "ema_alpha": 0.7}
 
     def setup(self) -> None:

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import torch
 
+from bench.search import Choice, Uniform
 from methods.base import Sampling, TrainView
 from methods.losses import generalized_ce
 from methods.pgd_scores import dataset_scores, sampling_probabilities
@@ -34,6 +35,7 @@ class PGD(TwoStageMethod):
     name: ClassVar[str] = "pgd"
     FIRST: ClassVar[str] = "biased"
     SECOND: ClassVar[str] = "debiased"
+    HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "score_norm_p": Choice((0.7, 1.0, 2.0))}
     HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True}
 
     def setup(self) -> None:
