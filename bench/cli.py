@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bench.environment import DEVICES, DeviceError, resolve_device
+from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
 from bench.launcher import LAUNCHERS, RayOptions, run_all
 from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
 
+    git_commit()  # pin the commit this sweep runs before any run starts
     out = Path(args.out) if args.out else Path("results") / args.preset
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@cache
 def git_commit() -> str | None:
+    """HEAD of the checkout, read once per process: the code a long sweep runs is the code it started
+    with, even if the checkout moves on meanwhile (the CLI calls this before the first run)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
