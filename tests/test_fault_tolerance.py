@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -36,10 +37,24 @@ def test_diverging_run_is_recorded_failed_and_the_sweep_goes_on(tmp_path, data_r
     assert "1 of 2 runs failed" in capsys.readouterr().err
 
 
-def test_sigkill_mid_sweep_then_rerun_gives_each_run_exactly_once(tmp_path, data_root, cache_dir):
+ray_missing = importlib.util.find_spec("ray") is None
+RAY_PROCESSES = "raylet|gcs_server|ray::"
+
+
+def ray_pids() -> set[int]:
+    found = subprocess.run(["pgrep", "-f", RAY_PROCESSES], capture_output=True, text=True).stdout.split()
+    return {int(pid) for pid in found}
+
+
+@pytest.mark.parametrize("launcher", [
+    "local",
+    pytest.param("ray", marks=pytest.mark.skipif(ray_missing, reason="Ray is not installed (pip install '.[ray]')")),
+])
+def test_sigkill_mid_sweep_then_rerun_gives_each_run_exactly_once(tmp_path, data_root, cache_dir, launcher):
     out = tmp_path / "out"
     command = [sys.executable, "run_bench.py", *args(out, data_root, cache_dir, "--methods", "erm,lff,pgd",
-                                                      "--seeds", "0,1")]
+                                                      "--seeds", "0,1", "--launcher", launcher)]
+    before = ray_pids()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.jsonl"
     deadline = time.time() + 300
@@ -47,14 +62,15 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_run_exactly_once(tmp_path, data
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # in the middle of the third run (or while writing a record)
     proc.wait()
+    time.sleep(1)
+    for pid in ray_pids() - before:  # Ray's agents outlive a SIGKILLed driver that started them
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     killed_at = len(read_records(results))
     assert 2 <= killed_at < 6
     assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == 6 and len(set(keys)) == 6
-
-
-ray_missing = importlib.util.find_spec("ray") is None
 
 
 @pytest.mark.skipif(ray_missing, reason="Ray is not installed (pip install '.[ray]')")
