@@ -10,6 +10,7 @@ then recorded as failed, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -58,7 +59,17 @@ def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: in
             raise
 
 
+# Fault injection for the tests: when set, the first task to start creates this file and kills its own
+# worker process, as a lost machine would.
+CRASH_ONCE = "DEBIAS_BENCH_CRASH_WORKER_ONCE"
+
+
 def _ray_task(spec: RunSpec, paths: RunPaths, use_gpu: bool, threads: int) -> dict[str, Any]:
+    marker = os.environ.get(CRASH_ONCE)
+    if marker:
+        with contextlib.suppress(FileExistsError):
+            Path(marker).touch(exist_ok=False)
+            os._exit(1)
     torch.set_num_threads(threads)
     return execute(spec, paths, torch.device("cuda" if use_gpu else "cpu"), progress=False)
 

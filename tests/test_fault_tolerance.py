@@ -113,3 +113,29 @@ def test_hparams_seed_runs_are_separate_and_self_describing(tmp_path, data_root,
     default, searched = read_records(out / "results.jsonl")
     assert default.get("hparams_seed", 0) == 0 and searched["hparams_seed"] == 2
     assert default["key"] != searched["key"] and default["hparams"]["q"] != searched["hparams"]["q"]
+
+
+@pytest.mark.skipif(ray_missing, reason="Ray is not installed (pip install '.[ray]')")
+@pytest.mark.parametrize("retries, status", [(2, "ok"), (0, "failed")])
+def test_a_lost_ray_worker_is_retried_then_recorded(tmp_path, data_root, cache_dir, retries, status):
+    import ray
+
+    from bench.launcher import CRASH_ONCE
+
+    marker = tmp_path / "crashed"
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"working_dir": str(ROOT), "excludes": [".venv", ".git", "cache", "results"],
+                          "env_vars": {CRASH_ONCE: str(marker)}})
+    try:
+        out = tmp_path / "out"
+        code = main(args(out, data_root, cache_dir, "--methods", "erm", "--launcher", "ray",
+                         "--max-retries", str(retries)))
+    finally:
+        ray.shutdown()
+    (record,) = read_records(out / "results.jsonl")
+    assert marker.exists(), "the worker did crash once"
+    assert record["status"] == status
+    if status == "failed":
+        assert code == 101 and "after 0 retries" in record["error"]
+    else:
+        assert code == 0
