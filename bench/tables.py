@@ -158,5 +158,6 @@ def render_timing(records: list[dict[str, Any]]) -> str:
     tail = ["train samples/s", "peak MB", "device"]
     middle = [c for c in table.columns if c not in head and c not in tail]
     table = table[head + middle + tail]
+    table = table.astype(object).where(table.notna(), None)  # phases a method does not have: "–"
     body = tabulate(table, headers="keys", tablefmt="github", floatfmt=".1f", showindex=False, missingval="–")
     return f"### Timing (seconds per run and per phase)\n\n{body}\n"
