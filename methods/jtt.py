@@ -24,16 +24,14 @@ import torch
 from bench.search import Choice, IntUniform
 from methods.base import Method, Sampling, TrainView
 from methods.registry import register_method
-from methods.two_stage import TwoStageMethod
-
-SCORING_BATCH = 1024
+from methods.two_stage import PASS_BATCH, TwoStageMethod
 
 
 @torch.no_grad()
 def error_set(model: torch.nn.Module, train: TrainView) -> torch.Tensor:
     """Dataset indices of the training samples ``model`` misclassifies (eval mode, no augmentation)."""
     model.eval()
-    wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(SCORING_BATCH, augment=False)]
+    wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(PASS_BATCH, augment=False)]
     return torch.cat(wrong)
 
 

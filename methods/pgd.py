@@ -25,9 +25,7 @@ from methods.base import Sampling, TrainView
 from methods.losses import generalized_ce
 from methods.pgd_scores import dataset_scores, sampling_probabilities
 from methods.registry import register_method
-from methods.two_stage import TwoStageMethod
-
-SCORING_BATCH = 1024
+from methods.two_stage import PASS_BATCH, TwoStageMethod
 
 
 @register_method
@@ -51,11 +49,10 @@ class PGD(TwoStageMethod):
 
     def between_stages(self, train: TrainView) -> None:
         biased = self.models[self.FIRST]
-        biased.eval()
         with self.phase("score"):
             scores = dataset_scores(
                 biased,
-                train.batches(SCORING_BATCH, augment=bool(self.hp["score_augmented"])),
+                train.batches(PASS_BATCH, augment=bool(self.hp["score_augmented"])),
                 self.ctx.train_size,
                 float(self.hp["score_norm_p"]),
             )

@@ -10,6 +10,9 @@ import torch.nn.functional as F
 
 from methods.base import Batch, Method, Stage, TrainView
 
+# Batch size of the between-stage passes over the training set (no gradients: larger than training's).
+PASS_BATCH = 1024
+
 
 class TwoStageMethod(Method):
     FIRST: ClassVar[str]
@@ -29,7 +32,7 @@ class TwoStageMethod(Method):
     def start_stage(self, stage: Stage, train: TrainView) -> None:
         self.active = stage.name
         if stage.name == self.SECOND:
-            self.models[self.FIRST].eval()
+            self.models[self.FIRST].eval()  # the authors score / find errors with the first model in eval mode
             self.between_stages(train)
 
     def between_stages(self, train: TrainView) -> None:
