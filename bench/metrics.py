@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import DeviceSplit
-
-EVAL_BATCH = 2048
+from methods.base import inference_batch_size
 
 
 @torch.no_grad()
@@ -22,7 +21,7 @@ def evaluate(
     device = split.targets.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = []
-    for index in torch.arange(len(split), device=device).split(EVAL_BATCH):
+    for index in torch.arange(len(split), device=device).split(inference_batch_size(device)):
         logits = predict(split.inputs(index)).float()
         target = split.targets[index]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").double()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from bench.data import iterate_batches
 from datasets.augment import PGDColoredMNISTAugmentation
+from methods.base import inference_batch_size
 from methods.pgd_scores import dataset_scores
 from models import build_model
 
@@ -28,7 +29,8 @@ def biased_model():
 def closed_form(model, split) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     order = torch.arange(len(split))
-    batches = iterate_batches(split, order, 1024, PGDColoredMNISTAugmentation(), generator)
+    batch_size = inference_batch_size(torch.device("cpu"))
+    batches = iterate_batches(split, order, batch_size, PGDColoredMNISTAugmentation(), generator)
     return dataset_scores(model, batches, len(split), p=0.7)
 
 

@@ -23,6 +23,14 @@ from torch import nn
 from models import Classifier, build_model
 
 
+def inference_batch_size(device: torch.device) -> int:
+    """Batch size of the passes without gradients (evaluation, PGD scoring, JTT's error set).
+
+    An accelerator wants large batches to stay busy; on the CPU a small batch keeps each layer's
+    activations in cache, which made the CONV net's forward pass 1.6x faster at 128 than at 1024."""
+    return 128 if device.type == "cpu" else 2048
+
+
 @dataclass(frozen=True)
 class Batch:
     """A training batch: dataset indices (for per-sample state), augmented images, targets."""

@@ -22,16 +22,16 @@ from typing import ClassVar
 import torch
 
 from bench.search import Choice, IntUniform
-from methods.base import Method, Sampling, TrainView
+from methods.base import Method, Sampling, TrainView, inference_batch_size
 from methods.registry import register_method
-from methods.two_stage import PASS_BATCH, TwoStageMethod
+from methods.two_stage import TwoStageMethod
 
 
 @torch.no_grad()
-def error_set(model: torch.nn.Module, train: TrainView) -> torch.Tensor:
+def error_set(model: torch.nn.Module, train: TrainView, batch_size: int) -> torch.Tensor:
     """Dataset indices of the training samples ``model`` misclassifies (eval mode, no augmentation)."""
     model.eval()
-    wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(PASS_BATCH, augment=False)]
+    wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(batch_size, augment=False)]
     return torch.cat(wrong)
 
 
@@ -61,7 +61,7 @@ class JTT(TwoStageMethod):
 
     def between_stages(self, train: TrainView) -> None:
         with self.phase("error_set"):
-            errors = error_set(self.models[self.FIRST], train)
+            errors = error_set(self.models[self.FIRST], train, inference_batch_size(self.ctx.device))
         self.error_count = len(errors)
         self.upsampled = upsampled_indices(self.ctx.train_size, errors, int(self.hp["lambda_up"]))
 

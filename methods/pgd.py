@@ -21,11 +21,11 @@ from typing import ClassVar
 import torch
 
 from bench.search import Choice, Uniform
-from methods.base import Sampling, TrainView
+from methods.base import Sampling, TrainView, inference_batch_size
 from methods.losses import generalized_ce
 from methods.pgd_scores import dataset_scores, sampling_probabilities
 from methods.registry import register_method
-from methods.two_stage import PASS_BATCH, TwoStageMethod
+from methods.two_stage import TwoStageMethod
 
 
 @register_method
@@ -52,7 +52,7 @@ class PGD(TwoStageMethod):
         with self.phase("score"):
             scores = dataset_scores(
                 biased,
-                train.batches(PASS_BATCH, augment=bool(self.hp["score_augmented"])),
+                train.batches(inference_batch_size(self.ctx.device), augment=bool(self.hp["score_augmented"])),
                 self.ctx.train_size,
                 float(self.hp["score_norm_p"]),
             )

@@ -10,9 +10,6 @@ import torch.nn.functional as F
 
 from methods.base import Batch, Method, Stage, TrainView
 
-# Batch size of the between-stage passes over the training set (no gradients: larger than training's).
-PASS_BATCH = 1024
-
 
 class TwoStageMethod(Method):
     FIRST: ClassVar[str]

@@ -7,6 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 _LEVELS = 2**15
+_BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+
+
+def _keep_half(shape: torch.Size) -> torch.Tensor:
+    """Independent fair coin flips, eight from each uniform random byte: 1 where kept, else 0 (uint8)."""
+    count = shape.numel()
+    draws = torch.empty((count + 7) // 8, dtype=torch.uint8).random_()
+    return torch.bitwise_and(draws.unsqueeze(1), _BITS).flatten()[:count].view(shape).clamp_(max=1)
 
 
 class Dropout(nn.Dropout):
@@ -14,14 +22,17 @@ class Dropout(nn.Dropout):
     1 - p and scale kept ones by 1 / (1 - p).
 
     On the CPU, ``bernoulli_`` draws element by element through a slow scalar path and was a third of the
-    CONV net's training step. Here the mask comes from uniform 15-bit integers (``random_`` on int16),
-    kept when >= round(p * 2^15), so the keep probability is exact for p = 0.5 (and within 2^-16 for any
-    p), and the scaled mask is multiplied in once, so backward is a single multiply too. Other devices
-    use the fused native kernel."""
+    CONV net's training step. Here the mask comes from uniform random integers instead: for p = 0.5
+    (the CONV net's rate) each bit of a random byte is one fair coin, so a mask costs one draw per
+    eight elements; for other p, uniform 15-bit integers (``random_`` on int16) kept when
+    >= round(p * 2^15), exact for multiples of 2^-15 and within 2^-16 otherwise. The scaled mask is
+    multiplied in once, so backward is a single multiply too. Other devices use the fused native kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return F.dropout(x, self.p, self.training, self.inplace)
-        draws = torch.empty(x.shape, dtype=torch.int16).random_(0, _LEVELS)
-        scaled_mask = (draws >= round(self.p * _LEVELS)).to(x.dtype).mul_(1.0 / (1.0 - self.p))
-        return x * scaled_mask
+        if self.p == 0.5:
+            keep = _keep_half(x.shape)
+        else:
+            keep = torch.empty(x.shape, dtype=torch.int16).random_(0, _LEVELS) >= round(self.p * _LEVELS)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))

@@ -11,6 +11,7 @@ from torchvision.transforms import InterpolationMode
 
 from datasets.augment import (
     PGDColoredMNISTAugmentation,
+    _rotate_hue,
     adjust_hue,
     adjust_saturation,
     resized_crop,
@@ -46,6 +47,22 @@ def test_saturation_and_hue_match_torchvision(images):
     hue_ref = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(images, shifts, strict=True)])
     torch.testing.assert_close(adjust_saturation(images, factors), sat_ref, atol=1e-4, rtol=0)
     torch.testing.assert_close(adjust_hue(images, shifts), hue_ref, atol=1e-5, rtol=0)
+
+
+def test_hue_on_mostly_grey_images_matches_torchvision_and_the_dense_path(images):
+    """The CPU path rotates only coloured pixels; black and grey ones, most of a Colored MNIST image,
+    must come out exactly as the dense computation leaves them."""
+    grey = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.7
+    mixed = torch.where(grey, images[:, :1], images)
+    mixed[:, :, :4] = 0
+    shifts = torch.tensor([0.05, -0.05, 0.3, 0.0, -0.5, 0.01])
+    ref = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(mixed, shifts, strict=True)])
+    out = adjust_hue(mixed, shifts)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    r, g, b = mixed.unbind(1)
+    dense = _rotate_hue(r, g, b, shifts.view(-1, 1, 1).expand_as(r)).transpose(0, 1)
+    assert torch.equal(out, dense)
+    assert torch.equal(out[grey.expand_as(mixed)], mixed[grey.expand_as(mixed)])
 
 
 def test_crop_boxes_follow_random_resized_crop_law():

@@ -77,12 +77,12 @@ def test_jtt_error_set_is_exactly_the_misclassified_samples_and_upsamples_them()
     x[[1, 4, 7], 0, 0, 0] = 1.0
     y = torch.tensor([0, 1, 0, 0, 1, 0, 0, 1, 1, 0])  # predicted 1 at 1, 4, 7 and 0 elsewhere: only 8 is wrong
     calls = []
-    errors = error_set(FixedPredictor(), ListView(x, y, calls))
+    errors = error_set(FixedPredictor(), ListView(x, y, calls), batch_size=4)
     assert sorted(errors.tolist()) == [8]
     assert calls == [False], "the error set is computed without augmentation"
 
     y[1] = 0
-    errors = error_set(FixedPredictor(), ListView(x, y, calls))
+    errors = error_set(FixedPredictor(), ListView(x, y, calls), batch_size=4)
     assert sorted(errors.tolist()) == [1, 8]
     indices = upsampled_indices(10, errors, lambda_up=30)
     counts = torch.bincount(indices, minlength=10)
