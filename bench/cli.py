@@ -10,12 +10,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
 from bench.launcher import LAUNCHERS, RayOptions, run_all
 from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
+from bench.published import PublishedError, load_published
 from bench.records import append_record, read_records, write_text_atomic
 from bench.report import render_report
 from bench.runner import RunPaths, RunSpec, load_data
@@ -146,7 +148,7 @@ def prepare_data(specs: list[RunSpec], paths: RunPaths) -> None:
             load_data(spec, paths)
 
 
-def write_reports(out: Path, records: list[dict]) -> str:
+def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> str:
     table = render_markdown(records)
     write_text_atomic(out / "table.md", table)
     write_text_atomic(out / "table.csv", render_csv(records))
@@ -158,7 +160,7 @@ def write_reports(out: Path, records: list[dict]) -> str:
                            ("time_per_phase.png", time_per_phase)):
             draw(records, out / name)
             plots.append(name)
-    write_text_atomic(out / "report.md", render_report(records, plots))
+    write_text_atomic(out / "report.md", render_report(records, plots, published))
     return table
 
 
@@ -171,7 +173,12 @@ def report(argv: list[str]) -> int:
     if not results.is_file():
         print(f"run_bench.py: error: {results} not found", file=sys.stderr)
         return 2
-    print(write_reports(results.parent, read_records(results)))
+    try:
+        published = load_published()
+    except PublishedError as error:
+        print(f"run_bench.py: error: {error}", file=sys.stderr)
+        return 2
+    print(write_reports(results.parent, read_records(results), published))
     return 0
 
 
@@ -187,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         ray_options = RayOptions(args.ray_address, gpus, args.cpus_per_run, args.max_retries)
         paths = RunPaths(Path(args.data_root), Path(args.cache_dir))
         prepare_data(specs, paths)
-    except (UsageError, DeviceError, DataError) as error:
+        published = load_published()
+    except (UsageError, DeviceError, DataError, PublishedError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
 
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         records = read_records(results)
     wanted = {spec.key for spec in specs}
-    print(write_reports(out, [r for r in records if r.get("key") in wanted]))
+    print(write_reports(out, [r for r in records if r.get("key") in wanted], published))
     print(f"wrote {out}/table.md, table.csv, table.tex, timing.md, report.md", file=sys.stderr)
     if failures:
         print(f"{failures} of {len(pending)} runs failed (see results.jsonl); exit code {EXIT_FAILED + failures}",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
+from bench.published import render_comparison
 from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing
 
 PLOTS = {
@@ -27,7 +30,7 @@ def missing_runs(records: list[dict[str, Any]]) -> list[str]:
             if (m, d, ratio, s) not in ok]
 
 
-def render_report(records: list[dict[str, Any]], plots: list[str]) -> str:
+def render_report(records: list[dict[str, Any]], plots: list[str], published: pd.DataFrame) -> str:
     ok = latest_ok(records)
     commands = sorted({r["command"] for r in records if r.get("command")})
     commits = sorted({str(r.get("env", {}).get("git_commit")) for r in records})
@@ -44,6 +47,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str]) -> str:
         "# debias-bench report",
         f"{len(ok)} completed runs, {len(failed)} failed, {len(missing)} missing from the grid.",
         "## Accuracy", render_markdown(records),
+        "## Ours against published numbers", render_comparison(records, published),
         "## Timing", render_timing(records),
         "## Plots", "\n\n".join(f"![{PLOTS[p]}]({p})" for p in plots if p in PLOTS) or "(none)",
         "## How to rerun", "Command(s):", _bullets(commands), "Git commit(s):", _bullets(commits),

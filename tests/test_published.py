@@ -1,0 +1,68 @@
+"""Published numbers: the CSV's validation, the ours-against-published table, and the report section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import bench.published
+from bench.cli import main
+from bench.published import COLUMNS, PublishedError, load_published, render_comparison
+from bench.records import read_records
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HEADER = ",".join(COLUMNS) + "\n"
+ROWS = (
+    'cmnist,0.005,erm,test_acc,30.00,1.50,"Paper A, 2020",Table 2,CONV net 100 epochs,\n'
+    "cmnist,0.05,erm,test_acc,85.00,,Paper B,Table 1,MLP,no std printed\n"
+    "cmnist,0.01,erm,test_acc,50.00,,Paper B,Table 1,MLP,a cell we did not run\n"
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "published.csv"
+    path.write_text(text)
+    return path
+
+
+def test_comparison_sets_each_published_number_next_to_ours_with_the_difference(tmp_path):
+    published = load_published(write(tmp_path, HEADER + ROWS))
+    records = read_records(FIXTURES / "records.jsonl")
+    table = render_comparison(records, published)
+    # Fixture: ERM cmnist 0.5 % is 35.12 and 36.88 over two seeds (mean 36.00, std 1.24); 5 %: 81.00 ± 0.71.
+    assert "| erm      | cmnist    | 0.5%    | test_acc | 36.00 ± 1.24 (n=2) | 30.00 ± 1.50 | +6.00" in table
+    assert "| erm      | cmnist    | 5%      | test_acc | 81.00 ± 0.71 (n=2) | 85.00        | -4.00" in table
+    assert "Paper A, 2020, Table 2" in table and "CONV net 100 epochs" in table
+    assert "1%" not in table, "a published number without our result is not a comparison"
+    assert render_comparison(records, load_published(write(tmp_path, HEADER))).startswith("(no published")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dataset,ratio,method,value\n", "header must be"),
+    (HEADER + "cmnist,0.01,erm,accuracy,50,,P,T1,,\n", "line 2: unknown metric 'accuracy'; valid: test_acc"),
+    (HEADER + "cmnist,0.01,erm,test_acc,50,,P,,,\n", "line 2: every number needs its paper and table"),
+    (HEADER + "cmnist,1%,erm,test_acc,50,,P,T1,,\n", "line 2: could not convert"),
+    (HEADER + "cmnist,0.01,erm,test_acc,0.5,,P,T1,,\ncmnist,0.01,erm,test_acc,150,,P,T1,,\n", "line 3: ratio must"),
+])
+def test_malformed_rows_are_rejected_with_their_line(tmp_path, text, message):
+    with pytest.raises(PublishedError, match=message):
+        load_published(write(tmp_path, text))
+
+
+def test_report_shows_published_numbers_and_refuses_a_broken_file(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text((FIXTURES / "records.jsonl").read_text())
+    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + ROWS))
+    assert main(["report", str(out)]) == 0
+    assert "+6.00" in (out / "report.md").read_text()
+    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + "cmnist,x,erm,test_acc,1,,P,T,,\n"))
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (out / "report.md").exists()
+
+
+def test_the_committed_reference_file_is_valid():
+    load_published()
