@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         gpus = args.gpus_per_run if args.gpus_per_run is not None else float(device.type == "cuda")
         ray_options = RayOptions(args.ray_address, gpus, args.cpus_per_run, args.max_retries)
         paths = RunPaths(Path(args.data_root), Path(args.cache_dir))
-        prepare_data(specs, paths)
         published = load_published()
+        prepare_data(specs, paths)
     except (UsageError, DeviceError, DataError, PublishedError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2

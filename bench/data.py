@@ -69,4 +69,3 @@ def epoch_order(n: int, sampling: Sampling | None, generator: torch.Generator, d
         return indices[torch.randperm(len(indices), generator=generator, device=device)]
     weights = sampling.weights.to(device, torch.float64 if device.type == "cpu" else torch.float32)
     return torch.multinomial(weights, n, replacement=True, generator=generator)
-

@@ -8,6 +8,8 @@ names (``test_acc``: the unbiased test split; ``test_conflicting_acc``: its bias
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.tables import ACCURACY_METRICS, ratio_label, summarize
+from datasets import DATASETS
+from methods import METHODS
 
 PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "results" / "reference" / "published.csv"
 COLUMNS = ["dataset", "ratio", "method", "metric", "value", "std", "paper", "table", "protocol", "note"]
@@ -24,39 +28,68 @@ class PublishedError(ValueError):
     """A malformed published-numbers file; the message names the file, the line and the problem."""
 
 
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite")
+    return value
+
+
+def _row(fields: list[str]) -> dict[str, Any]:
+    row = dict(zip(COLUMNS, (f.strip() for f in fields), strict=True))
+    if row["dataset"] not in DATASETS:
+        raise ValueError(f"unknown dataset {row['dataset']!r}; valid: {', '.join(DATASETS)}")
+    if row["method"] not in METHODS:
+        raise ValueError(f"unknown method {row['method']!r}; valid: {', '.join(METHODS)}")
+    if row["metric"] not in ACCURACY_METRICS:
+        raise ValueError(f"unknown metric {row['metric']!r}; valid: {', '.join(ACCURACY_METRICS)}")
+    if not (row["paper"] and row["table"] and row["protocol"]):
+        raise ValueError("every number needs its paper, table and protocol")
+    row["ratio"] = _number(row["ratio"], "ratio")
+    row["value"] = _number(row["value"], "value")
+    row["std"] = _number(row["std"], "std") if row["std"] else math.nan
+    if not 0 < row["ratio"] < 0.5:
+        raise ValueError("ratio is the bias-conflicting fraction, in (0, 0.5): 0.005 for 0.5 %")
+    if not 0 <= row["value"] <= 100 or row["std"] < 0:
+        raise ValueError("value must be in [0, 100] (percent) and std >= 0")
+    return row
+
+
 def load_published(path: Path | None = None) -> pd.DataFrame:
-    """The rows of ``path`` (default ``PUBLISHED_CSV``; an empty frame when it does not exist), validated."""
+    """The rows of ``path`` (default ``PUBLISHED_CSV``; an empty frame when it does not exist), validated;
+    a bad row raises PublishedError naming its line."""
     path = PUBLISHED_CSV if path is None else path
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(table.columns) != COLUMNS:
-        raise PublishedError(f"{path}: header must be {','.join(COLUMNS)}")
-    for line, row in zip(range(2, len(table) + 2), table.itertuples(index=False), strict=True):
-        where = f"{path} line {line}"
-        if row.metric not in ACCURACY_METRICS:
-            raise PublishedError(f"{where}: unknown metric {row.metric!r}; valid: {', '.join(ACCURACY_METRICS)}")
-        if not row.paper or not row.table:
-            raise PublishedError(f"{where}: every number needs its paper and table")
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
         try:
-            ratio, value = float(row.ratio), float(row.value)
-            std = float(row.std) if row.std else None
-        except ValueError as error:
-            raise PublishedError(f"{where}: {error}") from None
-        if not 0 < ratio < 1 or not 0 <= value <= 100 or (std is not None and std < 0):
-            raise PublishedError(f"{where}: ratio must be in (0, 1), value in [0, 100] and std >= 0")
-    table["ratio"] = table["ratio"].astype(float)
-    table["value"] = table["value"].astype(float)
-    table["std"] = pd.to_numeric(table["std"].replace("", None))
-    return table
+            header = next(reader, None)
+            if header != COLUMNS:
+                raise PublishedError(f"{path} line 1: header must be {','.join(COLUMNS)}")
+            for fields in reader:
+                if not any(f.strip() for f in fields):
+                    continue
+                try:
+                    if len(fields) != len(COLUMNS):
+                        raise ValueError(f"{len(fields)} fields, expected {len(COLUMNS)}")
+                    rows.append(_row(fields))
+                except ValueError as error:
+                    raise PublishedError(f"{path} line {reader.line_num}: {error}") from None
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise PublishedError(f"{path}: {error}") from None
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) -> str:
     """Markdown: every cell with both our result and a published number, and the difference."""
     ours = summarize(records)
-    if ours.empty or published.empty:
-        return "(no published numbers on file for these cells)\n"
-    both = ours.merge(published, on=["dataset", "ratio", "method", "metric"])
+    ours = ours[ours["n"] > 0]
+    both = ours.merge(published, on=["dataset", "ratio", "method", "metric"]) if not ours.empty else ours
     if both.empty:
         return "(no published numbers on file for these cells)\n"
     rows = [{
@@ -64,7 +97,7 @@ def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) ->
         "ours": f"{r.mean:.2f}" if r.n < 2 else f"{r.mean:.2f} ± {r.std_x:.2f} (n={r.n})",
         "published": f"{r.value:.2f}" if pd.isna(r.std_y) else f"{r.value:.2f} ± {r.std_y:.2f}",
         "ours − published": f"{r.mean - r.value:+.2f}",
-        "source": f"{r.paper}, {r.table}", "published protocol": r.protocol,
+        "source": f"{r.paper}, {r.table}", "published protocol": r.protocol + (f" ({r.note})" if r.note else ""),
     } for r in both.itertuples(index=False)]
     body = tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
     return body + "\n\nA difference is meaningful only where the published protocol matches this suite's.\n"

@@ -1,6 +1,6 @@
 """``--jobs N``: N small runs at once on one device against the same runs one after another, as runs
 per second. A small model leaves a GPU mostly idle, so concurrent runs fill it; on the CPU the runs
-share the cores (``--jobs 2`` gives each worker one of two threads). Worker start-up is included, as a
+share the cores (each of N workers gets cores / N threads). Worker start-up is included, as a
 user pays it. Runs on $BENCH_DEVICE (default cpu; the GPU check sets cuda), $BENCH_JOBS workers
 (default 2)."""
 

@@ -88,9 +88,9 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (gray + factor.view(-1, 1, 1, 1) * (x - gray)).clamp(0, 1)
 
 
-def _rotate_hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Hue rotation of pixels given as channel tensors of one shape, ``shift`` broadcast to it;
-    returns the three new channels stacked on a new leading dimension.
+def _rotate_hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
+    """Hue rotation of pixels given as channel tensors of one shape, ``shift`` broadcastable to it;
+    returns the three new channels stacked along a new dimension ``dim``.
 
     Hue is handled in sextants, h6 = 6 * hue in [0, 6); channel-wise max/min and ``floor`` replace
     ``max(dim=1)`` and ``%``, which are several times slower on the CPU."""
@@ -103,13 +103,15 @@ def _rotate_hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.
     green = (g == maxc) & ~red
     h6 = torch.where(red, (g - b) * inverse, torch.where(green, (b - r) * inverse + 2, (r - g) * inverse + 4))
     h6 = h6 + 6 * shift
-    h6 = h6 - 6 * torch.floor(h6 / 6)
+    h6 = (h6 - 6 * torch.floor(h6 / 6)).unsqueeze(dim)
     # HSV -> RGB: channel = v - c * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1 for R, G, B.
-    n = torch.tensor([5.0, 3.0, 1.0], device=r.device, dtype=r.dtype).view(3, *([1] * r.dim()))
+    shape = [1] * h6.dim()
+    shape[dim] = 3
+    n = torch.tensor([5.0, 3.0, 1.0], device=r.device, dtype=r.dtype).view(shape)
     k = n + h6
     k = torch.where(k >= 6, k - 6, k)
     weight = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-    return maxc - delta * weight
+    return maxc.unsqueeze(dim) - delta.unsqueeze(dim) * weight
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -120,14 +122,14 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     black -- which gives the same output as rotating all of them; other devices take the dense path,
     which has no host synchronisation."""
     r, g, b = x.unbind(dim=1)
-    shift = shift.to(x.dtype).view(-1, 1, 1).expand_as(r)
+    shift = shift.to(x.dtype).expand(len(x))
     if x.device.type != "cpu":
-        return _rotate_hue(r, g, b, shift).transpose(0, 1).contiguous()
+        return _rotate_hue(r, g, b, shift.view(-1, 1, 1), dim=1)
     coloured = torch.maximum(torch.maximum(r, g), b) != torch.minimum(torch.minimum(r, g), b)
     index = coloured.flatten().nonzero().squeeze(1)
     planes = x.transpose(0, 1).reshape(3, -1)
-    picked = planes.index_select(1, index)
-    rotated = _rotate_hue(*picked, shift.reshape(-1).index_select(0, index))
+    pixel_shift = shift.index_select(0, index // (r.shape[1] * r.shape[2]))
+    rotated = _rotate_hue(*planes.index_select(1, index), pixel_shift, dim=0)
     return planes.index_copy(1, index, rotated).view(3, *r.shape).transpose(0, 1).contiguous()
 
 

@@ -10,11 +10,12 @@ _LEVELS = 2**15
 _BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
 
-def _keep_half(shape: torch.Size) -> torch.Tensor:
-    """Independent fair coin flips, eight from each uniform random byte: 1 where kept, else 0 (uint8)."""
-    count = shape.numel()
-    draws = torch.empty((count + 7) // 8, dtype=torch.uint8).random_()
-    return torch.bitwise_and(draws.unsqueeze(1), _BITS).flatten()[:count].view(shape).clamp_(max=1)
+def _keep_half(x: torch.Tensor) -> torch.Tensor:
+    """Independent fair coin flips shaped like ``x``, eight from each uniform random byte: 1 where kept,
+    else 0 (uint8)."""
+    count = x.numel()
+    draws = torch.empty((count + 7) // 8, dtype=torch.uint8, device=x.device).random_()
+    return torch.bitwise_and(draws.unsqueeze(1), _BITS).flatten()[:count].view(x.shape).clamp_(max=1)
 
 
 class Dropout(nn.Dropout):
@@ -32,7 +33,8 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return F.dropout(x, self.p, self.training, self.inplace)
         if self.p == 0.5:
-            keep = _keep_half(x.shape)
+            keep = _keep_half(x)
         else:
-            keep = torch.empty(x.shape, dtype=torch.int16).random_(0, _LEVELS) >= round(self.p * _LEVELS)
+            draws = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_(0, _LEVELS)
+            keep = draws >= round(self.p * _LEVELS)
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))

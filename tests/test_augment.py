@@ -60,7 +60,7 @@ def test_hue_on_mostly_grey_images_matches_torchvision_and_the_dense_path(images
     out = adjust_hue(mixed, shifts)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
     r, g, b = mixed.unbind(1)
-    dense = _rotate_hue(r, g, b, shifts.view(-1, 1, 1).expand_as(r)).transpose(0, 1)
+    dense = _rotate_hue(r, g, b, shifts.view(-1, 1, 1), dim=1)
     assert torch.equal(out, dense)
     assert torch.equal(out[grey.expand_as(mixed)], mixed[grey.expand_as(mixed)])
 

@@ -36,14 +36,26 @@ def test_comparison_sets_each_published_number_next_to_ours_with_the_difference(
     assert "Paper A, 2020, Table 2" in table and "CONV net 100 epochs" in table
     assert "1%" not in table, "a published number without our result is not a comparison"
     assert render_comparison(records, load_published(write(tmp_path, HEADER))).startswith("(no published")
+    quoted = HEADER + 'cmnist,0.005,erm,test_acc,30,,"Doe, Roe (2020)",Table 3,"MLP, 100 epochs",a note\n\n'
+    assert "Doe, Roe (2020), Table 3 | MLP, 100 epochs (a note)" in render_comparison(
+        records, load_published(write(tmp_path, quoted)))
+
+
+GOOD = "cmnist,0.01,erm,test_acc,50,,P,T1,CONV,\n"
 
 
 @pytest.mark.parametrize("text, message", [
-    ("dataset,ratio,method,value\n", "header must be"),
-    (HEADER + "cmnist,0.01,erm,accuracy,50,,P,T1,,\n", "line 2: unknown metric 'accuracy'; valid: test_acc"),
-    (HEADER + "cmnist,0.01,erm,test_acc,50,,P,,,\n", "line 2: every number needs its paper and table"),
-    (HEADER + "cmnist,1%,erm,test_acc,50,,P,T1,,\n", "line 2: could not convert"),
-    (HEADER + "cmnist,0.01,erm,test_acc,0.5,,P,T1,,\ncmnist,0.01,erm,test_acc,150,,P,T1,,\n", "line 3: ratio must"),
+    ("", "line 1: header must be"),
+    ("dataset,ratio,method,value\n", "line 1: header must be"),
+    (HEADER + "cmnist,0.01,erm,accuracy,50,,P,T1,x,\n", "line 2: unknown metric 'accuracy'; valid: test_acc"),
+    (HEADER + "cmnist,0.01,ERM,test_acc,50,,P,T1,x,\n", "line 2: unknown method 'ERM'; valid: erm"),
+    (HEADER + "cmnist,0.01,erm,test_acc,50,,P,,x,\n", "line 2: every number needs its paper, table and protocol"),
+    (HEADER + "cmnist,0.01,erm,test_acc,50,,P,T1,,\n", "line 2: every number needs its paper, table and protocol"),
+    (HEADER + "cmnist,1%,erm,test_acc,50,,P,T1,x,\n", "line 2: ratio '1%' is not a number"),
+    (HEADER + "cmnist,0.5,erm,test_acc,50,,P,T1,x,\n", "line 2: ratio is the bias-conflicting fraction"),
+    (HEADER + "cmnist,0.01,erm,test_acc,50,inf,P,T1,x,\n", "line 2: std must be finite"),
+    (HEADER + "cmnist,0.01,erm,test_acc,50,,P,T1,x,,extra\n", "line 2: 11 fields, expected 10"),
+    (HEADER + GOOD + "\n\ncmnist,0.01,erm,test_acc,150,,P,T1,x,\n", "line 5: value must be in"),
 ])
 def test_malformed_rows_are_rejected_with_their_line(tmp_path, text, message):
     with pytest.raises(PublishedError, match=message):
@@ -57,7 +69,7 @@ def test_report_shows_published_numbers_and_refuses_a_broken_file(tmp_path, monk
     monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + ROWS))
     assert main(["report", str(out)]) == 0
     assert "+6.00" in (out / "report.md").read_text()
-    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + "cmnist,x,erm,test_acc,1,,P,T,,\n"))
+    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + "cmnist,x,erm,test_acc,1,,P,T,x,\n"))
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -66,3 +78,13 @@ def test_report_shows_published_numbers_and_refuses_a_broken_file(tmp_path, monk
 
 def test_the_committed_reference_file_is_valid():
     load_published()
+
+
+def test_a_sweep_with_a_broken_published_file_stops_before_any_work(tmp_path, monkeypatch, capsys, data_root):
+    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, "dataset\n"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code = main(["--methods", "erm", "--ratios", "0.05", "--epochs", "1", "--out", str(out),
+                 "--data-root", str(data_root), "--cache-dir", str(cache), "--no-progress"])
+    assert code == 2
+    assert "published.csv line 1: header must be" in capsys.readouterr().err
+    assert not out.exists() and not cache.exists()
