@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from bench.published import render_comparison
-from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing
+from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing, selection_rules
 
 PLOTS = {
     "accuracy_vs_ratio.png": "Unbiased test accuracy against bias ratio (band: ± std over seeds)",
@@ -39,7 +39,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
         f"{e.get('threads')} threads" for e in (r.get("env", {}) for r in records)
     })
     fingerprints = sorted({f"{r['dataset']} {ratio_label(r['ratio'])}: {r.get('dataset_fingerprint')}" for r in ok})
-    selection = sorted({f"{r['dataset']}: {r.get('selection')}" for r in ok})
+    selection = selection_rules(records)
     failed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: {r.get('error')}"
               for r in records if r.get("status") == "failed"]
     missing = missing_runs(records)

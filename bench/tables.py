@@ -92,6 +92,24 @@ def _seed_counts(summary: pd.DataFrame) -> str:
     return ", ".join(str(c) for c in counts) if counts else "0"
 
 
+def selection_rules(records: list[dict[str, Any]]) -> list[str]:
+    """Per dataset, the model-selection rule of the tabled runs, with the methods under each rule when
+    the methods differ ("cmnist: best_valid_loss (erm, pgd); last_epoch (lff)")."""
+    rules: dict[str, dict[str, list[str]]] = {}
+    for record in latest_ok(records):
+        methods = rules.setdefault(record["dataset"], {}).setdefault(record.get("selection", "?"), [])
+        if record["method"] not in methods:
+            methods.append(record["method"])
+    lines = []
+    for dataset, by_rule in sorted(rules.items()):
+        if len(by_rule) == 1:
+            lines.append(f"{dataset}: {next(iter(by_rule))}")
+        else:
+            grouped = "; ".join(f"{rule} ({', '.join(ms)})" for rule, ms in sorted(by_rule.items()))
+            lines.append(f"{dataset}: {grouped}")
+    return lines
+
+
 def render_markdown(records: list[dict[str, Any]]) -> str:
     summary = summarize(records)
     parts = []
@@ -103,9 +121,9 @@ def render_markdown(records: list[dict[str, Any]]) -> str:
             continue
         parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
     parts.append(f"Cells: {STD_NOTE}. n per cell: {_seed_counts(summary)}.\n")
-    rules = sorted({(r["dataset"], r.get("selection", "?")) for r in latest_ok(records)})
+    rules = selection_rules(records)
     if rules:
-        parts.append("Model selection (never on test): " + ", ".join(f"{d}: {rule}" for d, rule in rules) + ".\n")
+        parts.append("Model selection (never on test): " + ", ".join(rules) + ".\n")
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
         parts.append(f"Failed runs (not in the tables): {len(failed)}.\n")

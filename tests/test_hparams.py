@@ -56,3 +56,12 @@ def test_dfa_per_dataset_and_per_ratio_settings():
     assert (lff_protocol["model"], lff_protocol["lr"], lff_protocol["lambda_swap_align"]) == ("mlp16", 0.01, 10.0)
     shared = resolve_hparams(dfa, CMNIST, 0.01, "paper", None, {})
     assert (shared["model"], shared["optimizer"], shared["lr_schedule"]) == ("conv", "sgd", "shared")
+
+
+@pytest.mark.parametrize("method, rule", [("erm", "best_valid_loss"), ("pgd", "best_valid_loss"),
+                                          ("jtt", "best_valid_loss"), ("lff", "last_epoch"), ("dfa", "last_epoch")])
+def test_cmnist_selection_per_method(method, rule):
+    """One-model reweighting methods are selected at the last epoch on cmnist: the biased validation
+    split's loss is lowest before they debias. Two-stage methods select within their second stage."""
+    for preset in ("paper", "quick"):
+        assert resolve_hparams(METHODS[method], CMNIST, 0.01, preset, None, {})["selection"] == rule

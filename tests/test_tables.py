@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.records import read_records
-from bench.tables import render_csv, render_latex, render_markdown, render_timing, summarize
+from bench.tables import render_csv, render_latex, render_markdown, render_timing, selection_rules, summarize
 
 HERE = Path(__file__).parent
 RECORDS = read_records(HERE / "fixtures" / "records.jsonl")
@@ -42,3 +42,10 @@ def test_summary_statistics():
 def test_empty_records_render():
     assert "no completed runs" in render_markdown([])
     assert "no completed runs" in render_timing([])
+
+
+def test_selection_rules_name_the_methods_when_they_differ():
+    assert selection_rules(RECORDS) == ["cmnist: best_valid_loss"]
+    mixed = [*RECORDS, {**RECORDS[0], "method": "lff", "selection": "last_epoch"}]
+    assert selection_rules(mixed) == ["cmnist: best_valid_loss (erm, pgd); last_epoch (lff)"]
+    assert "cmnist: best_valid_loss (erm, pgd); last_epoch (lff)." in render_markdown(mixed)
