@@ -22,6 +22,7 @@ from bench.data import DeviceSplit, epoch_order, iterate_batches
 from bench.metrics import evaluate
 from datasets.base import Augmentation
 from methods import Method, TrainView
+from methods.base import inference_layout
 
 SELECTIONS = ("best_valid_loss", "last_epoch")
 
@@ -53,7 +54,7 @@ def train_and_evaluate(
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
     def evaluate_split(split):
-        with autocast():
+        with autocast(), inference_layout(method.models):
             return evaluate(method.predict, split, data.num_classes)
 
     selection = method.hp.get("selection", "best_valid_loss")

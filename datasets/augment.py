@@ -77,20 +77,27 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return _warp(x, theta, "nearest")
 
 
-def _grayscale(x: torch.Tensor) -> torch.Tensor:
+def _saturate(rgb: torch.Tensor, factor: torch.Tensor, dim: int) -> torch.Tensor:
+    """Blend with the greyscale value by ``factor`` (broadcastable to ``rgb``), channels along ``dim``."""
+    r, g, b = rgb.unbind(dim)
+    gray = _grayscale(r, g, b).unsqueeze(dim)
+    return (gray + factor * (rgb - gray)).clamp(0, 1)
+
+
+def _grayscale(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """ITU-R 601-2 luma, the weights PIL uses for mode "L"."""
-    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    return 0.299 * r + 0.587 * g + 0.114 * b
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the greyscale image by a per-sample factor (PIL ``ImageEnhance.Color``)."""
-    gray = _grayscale(x)
-    return (gray + factor.view(-1, 1, 1, 1) * (x - gray)).clamp(0, 1)
+    return _saturate(x, factor.view(-1, 1, 1, 1), dim=1)
 
 
 def _rotate_hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
     """Hue rotation of pixels given as channel tensors of one shape, ``shift`` broadcastable to it;
-    returns the three new channels stacked along a new dimension ``dim``.
+    returns the three new channels stacked along a new dimension ``dim``. A grey pixel (max = min
+    channel) keeps its value exactly under any shift.
 
     Hue is handled in sextants, h6 = 6 * hue in [0, 6); channel-wise max/min and ``floor`` replace
     ``max(dim=1)`` and ``%``, which are several times slower on the CPU."""
@@ -115,35 +122,41 @@ def _rotate_hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by a per-sample fraction of the colour circle, keeping saturation and value.
-
-    A grey pixel (max = min channel) keeps its value exactly under any shift. On the CPU only the
-    coloured pixels are gathered and rotated -- a fifth of a Colored MNIST image, whose background is
-    black -- which gives the same output as rotating all of them; other devices take the dense path,
-    which has no host synchronisation."""
+    """Rotate the hue by a per-sample fraction of the colour circle, keeping saturation and value."""
     r, g, b = x.unbind(dim=1)
-    shift = shift.to(x.dtype).expand(len(x))
-    if x.device.type != "cpu":
-        return _rotate_hue(r, g, b, shift.view(-1, 1, 1), dim=1)
-    coloured = torch.maximum(torch.maximum(r, g), b) != torch.minimum(torch.minimum(r, g), b)
-    index = coloured.flatten().nonzero().squeeze(1)
-    planes = x.transpose(0, 1).reshape(3, -1)
-    pixel_shift = shift.index_select(0, index // (r.shape[1] * r.shape[2]))
-    rotated = _rotate_hue(*planes.index_select(1, index), pixel_shift, dim=0)
-    return planes.index_copy(1, index, rotated).view(3, *r.shape).transpose(0, 1).contiguous()
+    return _rotate_hue(r, g, b, shift.to(x.dtype).view(-1, 1, 1), dim=1)
+
+
+def _jitter(rgb: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor, saturation_first: torch.Tensor,
+            dim: int) -> torch.Tensor:
+    """Saturation then hue where ``saturation_first``, hue then saturation elsewhere; channels along
+    ``dim``, per-pixel parameters broadcastable to one channel plane (``factor``, ``saturation_first``:
+    to ``rgb``)."""
+    rgb = torch.where(saturation_first, _saturate(rgb, factor, dim), rgb)
+    rgb = _rotate_hue(*rgb.unbind(dim), shift, dim)
+    return torch.where(saturation_first, rgb, _saturate(rgb, factor, dim))
 
 
 def color_jitter(x: torch.Tensor, gen: torch.Generator, saturation: float, hue: float) -> torch.Tensor:
     """torchvision ``ColorJitter(saturation=s, hue=h)``: factor U[1-s, 1+s], shift U[-h, h], the two
-    applied in a random order drawn per sample."""
+    applied in a random order drawn per sample.
+
+    Both leave a black pixel black. On the CPU only the other pixels are gathered and jittered -- about
+    a fifth of a Colored MNIST image -- which gives exactly the dense result; other devices take the
+    dense path, which has no host synchronisation."""
     batch = len(x)
     factor = _uniform((batch,), 1 - saturation, 1 + saturation, gen, x.device).to(x.dtype)
     shift = _uniform((batch,), -hue, hue, gen, x.device).to(x.dtype)
-    saturation_first = (torch.rand(batch, generator=gen, device=x.device) < 0.5).view(-1, 1, 1, 1)
-    # Saturation before hue for one part of the batch, after it for the rest; hue once for all.
-    x = torch.where(saturation_first, adjust_saturation(x, factor), x)
-    x = adjust_hue(x, shift)
-    return torch.where(saturation_first, x, adjust_saturation(x, factor))
+    saturation_first = torch.rand(batch, generator=gen, device=x.device) < 0.5
+    if x.device.type != "cpu":
+        return _jitter(x, factor.view(-1, 1, 1, 1), shift.view(-1, 1, 1), saturation_first.view(-1, 1, 1, 1), dim=1)
+    pixels_per_image = x.shape[2] * x.shape[3]
+    lit = x.amax(dim=1).flatten() > 0
+    index = lit.nonzero().squeeze(1)
+    sample = index // pixels_per_image
+    planes = x.transpose(0, 1).reshape(3, -1)
+    jittered = _jitter(planes.index_select(1, index), factor[sample], shift[sample], saturation_first[sample], dim=0)
+    return planes.index_copy(1, index, jittered).view(x.shape[1], batch, *x.shape[2:]).transpose(0, 1).contiguous()
 
 
 class PGDColoredMNISTAugmentation:

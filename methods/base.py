@@ -31,6 +31,25 @@ def inference_batch_size(device: torch.device) -> int:
     return 128 if device.type == "cpu" else 2048
 
 
+@contextmanager
+def inference_layout(module: nn.Module) -> Iterator[None]:
+    """Hold ``module``'s 4-D (convolution) weights that live on the CPU in channels_last for a pass
+    without gradients, then give each back its previous layout.
+
+    oneDNN's CPU convolutions run inference about 1.6x faster on channels_last weights (the CONV net,
+    batch 128), while training runs no faster; so only evaluation, PGD scoring and JTT's error set use
+    it, and training keeps its layout and hence its exact numbers. Values are unchanged: only strides
+    differ. Weights on other devices, or already in another layout, are left as they are."""
+    converted = [p for p in module.parameters() if p.device.type == "cpu" and p.dim() == 4 and p.is_contiguous()]
+    for parameter in converted:
+        parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for parameter in converted:
+            parameter.data = parameter.data.contiguous()
+
+
 @dataclass(frozen=True)
 class Batch:
     """A training batch: dataset indices (for per-sample state), augmented images, targets."""

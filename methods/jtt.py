@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 
 from bench.search import Choice, IntUniform
-from methods.base import Method, Sampling, TrainView, inference_batch_size
+from methods.base import Method, Sampling, TrainView, inference_batch_size, inference_layout
 from methods.registry import register_method
 from methods.two_stage import TwoStageMethod
 
@@ -31,7 +31,8 @@ from methods.two_stage import TwoStageMethod
 def error_set(model: torch.nn.Module, train: TrainView, batch_size: int) -> torch.Tensor:
     """Dataset indices of the training samples ``model`` misclassifies (eval mode, no augmentation)."""
     model.eval()
-    wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(batch_size, augment=False)]
+    with inference_layout(model):
+        wrong = [batch.index[model(batch.x).argmax(1) != batch.y] for batch in train.batches(batch_size, augment=False)]
     return torch.cat(wrong)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from methods.base import Batch
+from methods.base import Batch, inference_layout
 from models import Classifier
 
 
@@ -52,13 +52,15 @@ def parameter_gradient_scores(
 
 
 def dataset_scores(model: Classifier, batches: Iterable[Batch], size: int, p: float = 0.7) -> torch.Tensor:
-    """Closed-form scores for a whole dataset, placed by dataset index, (size,)."""
+    """Closed-form scores for a whole dataset, placed by dataset index, (size,). On the CPU the
+    convolutions run in channels_last (``inference_layout``)."""
     scores = None
-    for batch in batches:
-        batch_scores = last_layer_gradient_scores(model, batch.x, batch.y, p)
-        if scores is None:
-            scores = torch.zeros(size, dtype=batch_scores.dtype, device=batch_scores.device)
-        scores[batch.index] = batch_scores
+    with inference_layout(model):
+        for batch in batches:
+            batch_scores = last_layer_gradient_scores(model, batch.x, batch.y, p)
+            if scores is None:
+                scores = torch.zeros(size, dtype=batch_scores.dtype, device=batch_scores.device)
+            scores[batch.index] = batch_scores
     if scores is None:
         raise ValueError("no batches to score")
     return scores

@@ -11,9 +11,9 @@ from torchvision.transforms import InterpolationMode
 
 from datasets.augment import (
     PGDColoredMNISTAugmentation,
-    _rotate_hue,
     adjust_hue,
     adjust_saturation,
+    color_jitter,
     resized_crop,
     rotate,
     sample_crop_boxes,
@@ -49,9 +49,7 @@ def test_saturation_and_hue_match_torchvision(images):
     torch.testing.assert_close(adjust_hue(images, shifts), hue_ref, atol=1e-5, rtol=0)
 
 
-def test_hue_on_mostly_grey_images_matches_torchvision_and_the_dense_path(images):
-    """The CPU path rotates only coloured pixels; black and grey ones, most of a Colored MNIST image,
-    must come out exactly as the dense computation leaves them."""
+def test_hue_keeps_grey_and_black_pixels_exactly(images):
     grey = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.7
     mixed = torch.where(grey, images[:, :1], images)
     mixed[:, :, :4] = 0
@@ -59,10 +57,26 @@ def test_hue_on_mostly_grey_images_matches_torchvision_and_the_dense_path(images
     ref = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(mixed, shifts, strict=True)])
     out = adjust_hue(mixed, shifts)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-    r, g, b = mixed.unbind(1)
-    dense = _rotate_hue(r, g, b, shifts.view(-1, 1, 1), dim=1)
-    assert torch.equal(out, dense)
     assert torch.equal(out[grey.expand_as(mixed)], mixed[grey.expand_as(mixed)])
+
+
+def test_color_jitter_cpu_path_equals_the_dense_path(images):
+    """On the CPU only non-black pixels are jittered, most of a Colored MNIST image being black; the
+    output must be exactly the dense computation's, with the same random parameters."""
+    mostly_black = images * (torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2)) < 0.25)
+    grey = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3)) < 0.2
+    mostly_black = torch.where(grey, mostly_black[:, :1], mostly_black)
+    out = color_jitter(mostly_black, torch.Generator().manual_seed(4), saturation=0.5, hue=0.5)
+    gen = torch.Generator().manual_seed(4)
+    factor = torch.rand(6, generator=gen) * 1.0 + 0.5
+    shift = torch.rand(6, generator=gen) * 1.0 - 0.5
+    saturation_first = (torch.rand(6, generator=gen) < 0.5).view(-1, 1, 1, 1)
+    dense = torch.where(saturation_first, adjust_saturation(mostly_black, factor), mostly_black)
+    dense = adjust_hue(dense, shift)
+    dense = torch.where(saturation_first, dense, adjust_saturation(dense, factor))
+    assert saturation_first.any() and not saturation_first.all()
+    assert torch.equal(out, dense)
+    assert not torch.equal(out, mostly_black)
 
 
 def test_crop_boxes_follow_random_resized_crop_law():
