@@ -20,11 +20,6 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generat
     return torch.rand(shape, generator=gen, device=device) * (high - low) + low
 
 
-def _warp(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
-
-
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Crop per-sample boxes (top, left, height, width) in pixels and resize each back to the input
     size: bilinear, half-pixel centres, samples clamped to the box edge (torchvision's tensor
@@ -66,15 +61,28 @@ def sample_crop_boxes(
     return torch.stack([top, left, h, w], dim=1)
 
 
+def rotation_grid(degrees: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """The sampling grid of a rotation about the image centre, (B, H, W, 2) in ``grid_sample``'s
+    normalised coordinates. For a square image it is what ``F.affine_grid`` gives for the rotation
+    matrix, to within a unit in the last place. Built by broadcasting: ``affine_grid``'s batched matrix
+    product took over a tenth of the CPU time of the cmnist augmentation."""
+    angle = torch.deg2rad(degrees.to(dtype))
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+
+    def centres(size: int) -> torch.Tensor:
+        return torch.linspace(-1, 1, size, device=degrees.device, dtype=dtype) * ((size - 1) / size)
+
+    xs, ys = centres(width).view(1, 1, width), centres(height).view(1, height, 1)
+    # The rotation acts on pixel offsets from the centre; in normalised coordinates a non-square
+    # image needs the aspect factors (exactly 1 for a square one).
+    return torch.stack([xs * cos - ys * (sin * (height / width)), xs * (sin * (width / height)) + ys * cos], dim=-1)
+
+
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image counter-clockwise by its angle about the centre (PIL ``Image.rotate``):
     same size, zero fill, nearest neighbour."""
-    angle = torch.deg2rad(degrees.to(x.dtype))
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(len(x), 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
-    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
-    return _warp(x, theta, "nearest")
+    grid = rotation_grid(degrees.to(x.device), x.shape[2], x.shape[3], x.dtype)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 def _saturate(rgb: torch.Tensor, factor: torch.Tensor, dim: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
@@ -16,6 +17,7 @@ from datasets.augment import (
     color_jitter,
     resized_crop,
     rotate,
+    rotation_grid,
     sample_crop_boxes,
 )
 
@@ -30,6 +32,27 @@ def test_rotate_matches_torchvision_nearest(images):
     ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.NEAREST)
                        for img, a in zip(images, angles, strict=True)])
     torch.testing.assert_close(rotate(images, angles), ref)
+
+
+def test_rotate_matches_torchvision_on_a_non_square_image():
+    image = torch.rand(3, 21, 30, generator=torch.Generator().manual_seed(1))
+    for angle in (12.5, -33.0, 77.0):
+        ref = TF.rotate(image, angle, interpolation=InterpolationMode.NEAREST)
+        torch.testing.assert_close(rotate(image[None], torch.tensor([angle]))[0], ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("height", "width"), [(28, 28), (27, 31), (1, 5)])
+def test_rotation_grid_is_affine_grid_of_the_rotation(height, width, dtype):
+    """The rotation matrix in pixel space, conjugated by the aspect ratio into normalised coordinates."""
+    degrees = torch.rand(64, generator=torch.Generator().manual_seed(0)) * 360 - 180
+    angle = torch.deg2rad(degrees.to(dtype))
+    theta = torch.zeros(64, 2, 3, dtype=dtype)
+    theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin() * (height / width)
+    theta[:, 1, 0], theta[:, 1, 1] = angle.sin() * (width / height), angle.cos()
+    ref = F.affine_grid(theta, [64, 3, height, width], align_corners=False)
+    ulp = torch.finfo(dtype).eps
+    torch.testing.assert_close(rotation_grid(degrees, height, width, dtype), ref, rtol=0, atol=2 * ulp)
 
 
 def test_resized_crop_matches_torchvision(images):
