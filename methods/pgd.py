@@ -12,6 +12,12 @@ Selection: the debiased stage's checkpoint with the lowest validation loss, as i
 ``score_augmented`` (default True) scores each sample through one random draw of the training
 augmentation, as the official code does (its scoring loop reads the training loader, transforms on).
 Set it to False for deterministic, un-augmented scores; both are recorded in ``hparams``.
+
+``score_fold_bn`` (default True) scores through a copy of the biased model with its batch norms folded
+into the convolutions (``models.inference``): the same scores up to float32 rounding (about 1e-6
+relative). On the CPU it scores in batches of 512: 54k cmnist images, augmentation included, in 2.42 s
+against 2.98 s unfolded at batch 128 (median of 5, on a 2-core machine). False scores through the model
+exactly as trained.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from typing import ClassVar
 import torch
 
 from bench.search import Choice, Uniform
-from methods.base import Sampling, TrainView, inference_batch_size
+from methods.base import Sampling, TrainView
 from methods.losses import generalized_ce
-from methods.pgd_scores import dataset_scores, sampling_probabilities
+from methods.pgd_scores import dataset_scores, sampling_probabilities, scoring_batch_size
 from methods.registry import register_method
 from methods.two_stage import TwoStageMethod
 
@@ -34,7 +40,7 @@ class PGD(TwoStageMethod):
     FIRST: ClassVar[str] = "biased"
     SECOND: ClassVar[str] = "debiased"
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "score_norm_p": Choice((0.7, 1.0, 2.0))}
-    HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True}
+    HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True, "score_fold_bn": True}
 
     def setup(self) -> None:
         super().setup()
@@ -49,12 +55,14 @@ class PGD(TwoStageMethod):
 
     def between_stages(self, train: TrainView) -> None:
         biased = self.models[self.FIRST]
+        fold = bool(self.hp["score_fold_bn"])
         with self.phase("score"):
             scores = dataset_scores(
                 biased,
-                train.batches(inference_batch_size(self.ctx.device), augment=bool(self.hp["score_augmented"])),
+                train.batches(scoring_batch_size(self.ctx.device, fold), augment=bool(self.hp["score_augmented"])),
                 self.ctx.train_size,
                 float(self.hp["score_norm_p"]),
+                fold_batch_norm=fold,
             )
         self.probabilities = sampling_probabilities(scores)
         self.models[self.SECOND].load_state_dict(biased.state_dict())

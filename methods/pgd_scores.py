@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from methods.base import Batch, inference_layout
+from methods.base import Batch, inference_batch_size, inference_layout
 from models import Classifier
+from models.inference import fused_for_inference
 
 
 def last_layer_gradient_scores(model: Classifier, x: torch.Tensor, y: torch.Tensor, p: float = 0.7) -> torch.Tensor:
@@ -51,13 +52,29 @@ def parameter_gradient_scores(
     return torch.linalg.vector_norm(grads.flatten(1), ord=p, dim=1)
 
 
-def dataset_scores(model: Classifier, batches: Iterable[Batch], size: int, p: float = 0.7) -> torch.Tensor:
+def scoring_batch_size(device: torch.device, fold_batch_norm: bool) -> int:
+    """Batch size of the scoring pass. With batch norms folded and ReLUs in place, the CONV net's CPU
+    forward pass no longer streams fresh activation tensors, and augmentation costs less per image in
+    larger batches: 54k images scored in 2.2 s at 512 against 2.7 s at 128 (at 1024 no faster than
+    512). Unfolded, or on an accelerator, scoring uses ``inference_batch_size``."""
+    return 512 if device.type == "cpu" and fold_batch_norm else inference_batch_size(device)
+
+
+def dataset_scores(model: Classifier, batches: Iterable[Batch], size: int, p: float = 0.7,
+                   fold_batch_norm: bool = True) -> torch.Tensor:
     """Closed-form scores for a whole dataset, placed by dataset index, (size,). On the CPU the
-    convolutions run in channels_last (``inference_layout``)."""
+    convolutions run in channels_last (``inference_layout``).
+
+    ``fold_batch_norm``: score an eval-mode ``model`` (the authors' setting) through
+    ``fused_for_inference(model)``, batch norms folded into the convolutions and ReLUs in place: the
+    same function up to float32 rounding (about 1e-6 relative), its forward pass twice as fast on the
+    CPU. A model in training mode is always scored as it is, since folding holds only for running
+    statistics."""
+    scorer = fused_for_inference(model) if fold_batch_norm and not model.training else model
     scores = None
-    with inference_layout(model):
+    with inference_layout(scorer):
         for batch in batches:
-            batch_scores = last_layer_gradient_scores(model, batch.x, batch.y, p)
+            batch_scores = last_layer_gradient_scores(scorer, batch.x, batch.y, p)
             if scores is None:
                 scores = torch.zeros(size, dtype=batch_scores.dtype, device=batch_scores.device)
             scores[batch.index] = batch_scores

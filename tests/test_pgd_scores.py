@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.pgd_scores import last_layer_gradient_scores, parameter_gradient_scores
+from methods.base import Batch
+from methods.pgd_scores import dataset_scores, last_layer_gradient_scores, parameter_gradient_scores
 from models import build_model
 
 SHAPES = {"mlp": (3, 28, 28), "conv": (3, 28, 28), "resnet18": (3, 32, 32)}
@@ -65,3 +66,25 @@ def test_unknown_parameter_is_named():
     model = build_model("mlp", 10, (3, 28, 28))
     with pytest.raises(KeyError, match=r"no parameter 'fc\.nope'"):
         parameter_gradient_scores(model, torch.rand(1, 3, 28, 28), torch.tensor([0]), "fc.nope")
+
+
+def test_dataset_scores_fold_batch_norm_without_changing_them(model_and_batch):
+    model, x, y = model_and_batch
+    batches = [Batch(torch.arange(len(y)), x, y)]
+    unfolded = dataset_scores(model, batches, len(y), 0.7, fold_batch_norm=False)
+    torch.testing.assert_close(unfolded, last_layer_gradient_scores(model, x, y, 0.7), rtol=1e-12, atol=0)
+    torch.testing.assert_close(dataset_scores(model, batches, len(y), 0.7), unfolded, rtol=1e-10, atol=0)
+
+
+def test_dataset_scores_do_not_fold_a_model_in_training_mode():
+    """Folding holds only for running statistics: in training mode the model is scored as it is."""
+    torch.manual_seed(0)
+    model = build_model("conv", 10, (3, 28, 28))
+    x, y = torch.rand(8, 3, 28, 28), torch.arange(8)
+    batches = [Batch(torch.arange(8), x, y)]
+    torch.manual_seed(1)
+    folded_request = dataset_scores(model, batches, 8, 0.7, fold_batch_norm=True)
+    torch.manual_seed(1)
+    plain = dataset_scores(model, batches, 8, 0.7, fold_batch_norm=False)
+    assert model.training
+    assert torch.equal(folded_request, plain)
