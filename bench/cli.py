@@ -131,6 +131,17 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         }
     except HparamError as error:
         raise UsageError(str(error)) from None
+    for d in datasets:
+        if DATASETS[d](options[d]).has_validation():
+            continue
+        hint = f"hold one out with --set {d}.split=holdout" if "split" in options[d] else "it holds none out"
+        if args.hparams_seed > 0:
+            raise UsageError(f"--hparams-seed chooses among draws by validation loss, but {d} with these options "
+                             f"has no validation split; {hint}")
+        for (m, dataset, _), hp in hparams.items():
+            if dataset == d and hp.get("selection") == "best_valid_loss":
+                raise UsageError(f"{m} selects by best_valid_loss, but {d} with these options has no validation "
+                                 f"split; {hint}, or --set {m}.selection=last_epoch")
     engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
     return [
         RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed)

@@ -55,8 +55,12 @@ def iterate_batches(
     batch_size: int,
     augment: Augmentation | None,
     generator: torch.Generator,
+    drop_last: bool = False,
 ) -> Iterator[Batch]:
+    """Batches of ``order`` in turn; ``drop_last`` skips a last incomplete batch (as DataLoader's)."""
     for index in order.split(batch_size):
+        if drop_last and len(index) < batch_size:
+            return
         yield Batch(index, split.inputs(index, augment, generator), split.targets[index])
 
 

@@ -1,11 +1,13 @@
 """Resolve a run's hyperparameters from the layers that set them, lowest first:
 
-1. the dataset's training setting (``TRAIN_DEFAULTS``: model, optimiser, schedule, epochs);
+1. the training loop's settings (``methods.base.LOOP_DEFAULTS``: iteration budget, drop_last, oracle
+   evaluations), then the dataset's training setting (``TRAIN_DEFAULTS``: model, optimiser, schedule, epochs);
 2. the method's ``HPARAMS``, then ``DATASET_HPARAMS[dataset]``, then ``DATASET_HPARAMS[(dataset, ratio)]``
    (e.g. DFA's per-ratio lambdas);
 3. with ``--hparams-seed K > 0``, a random draw of the searchable keys (``bench.search``);
 4. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
-5. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule;
+5. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule, and an iteration budget
+   gives way to the epoch count (``--epochs 2`` means two epochs for every method);
 6. ``--set <method>.<key>=value``.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 from bench.search import draw
 from datasets import BiasedDataset
 from methods import Method
+from methods.base import LOOP_DEFAULTS
 
 PRESETS = ("quick", "paper")
 
@@ -63,6 +66,7 @@ def resolve_hparams(
     hparams_seed: int = 0,
 ) -> dict[str, Any]:
     base = {
+        **LOOP_DEFAULTS,
         **dataset.TRAIN_DEFAULTS,
         **method.HPARAMS,
         **method.DATASET_HPARAMS.get(dataset.name, {}),
@@ -81,6 +85,7 @@ def resolve_hparams(
         for key in method.EPOCH_HPARAMS:
             if key in base and base[key] > 0:
                 hp[key] = max(1, round(base[key] * hp["epochs"] / base["epochs"]))
+        hp["iterations"] = 0
     for key, value in sets.items():
         if key not in base:
             raise HparamError(f"--set {method.name}.{key}: unknown key; valid: {', '.join(sorted(base))}")
@@ -94,4 +99,7 @@ def resolve_options(dataset: type[BiasedDataset], sets: dict[str, str]) -> dict[
         if key not in options:
             raise HparamError(f"--set {dataset.name}.{key}: unknown key; valid: {', '.join(sorted(options))}")
         options[key] = coerce(value, options[key], f"{dataset.name}.{key}")
+        choices = dataset.OPTION_CHOICES.get(key)
+        if choices is not None and options[key] not in choices:
+            raise HparamError(f"--set {dataset.name}.{key}={value}: valid: {', '.join(choices)}")
     return options

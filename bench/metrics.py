@@ -15,8 +15,10 @@ from methods.base import inference_batch_size
 def evaluate(
     predict: Callable[[torch.Tensor], torch.Tensor], split: DeviceSplit, num_classes: int
 ) -> dict[str, float | None]:
-    """Mean CE loss, accuracy, bias-aligned / bias-conflicting accuracy, and worst-group accuracy over
-    the (target, bias) groups present. Everything stays on the device until one transfer at the end.
+    """Mean CE loss, accuracy, bias-aligned / bias-conflicting accuracy, worst-group accuracy over the
+    (target, bias) groups present, and the mean of the groups' accuracies (``cell_mean_acc``: LfF's logged
+    metric, the mean over its 10 x 10 accuracy matrix, which weights every cell equally). Everything stays
+    on the device until one transfer at the end.
     Accuracies are fractions in [0, 1]; a metric with no samples (e.g. no aligned samples) is None."""
     device = split.targets.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -32,19 +34,22 @@ def evaluate(
     group_count = torch.bincount(groups, minlength=num_classes * num_classes)
     group_hits = torch.bincount(groups, weights=hits, minlength=num_classes * num_classes)
     present = group_count > 0
-    worst = (group_hits[present] / group_count[present]).min()
+    group_acc = group_hits[present] / group_count[present]
+    worst = group_acc.min()
     stats = torch.stack([
         loss_sum / len(split),
         hits.mean(),
         (hits * aligned).sum(), aligned.sum().double(),
         (hits * ~aligned).sum(), (~aligned).sum().double(),
         worst,
+        group_acc.mean(),
     ]).tolist()
-    loss, acc, aligned_hits, aligned_n, conflict_hits, conflict_n, worst_acc = stats
+    loss, acc, aligned_hits, aligned_n, conflict_hits, conflict_n, worst_acc, cell_mean = stats
     return {
         "loss": loss,
         "acc": acc,
         "aligned_acc": aligned_hits / aligned_n if aligned_n else None,
         "conflicting_acc": conflict_hits / conflict_n if conflict_n else None,
         "worst_group_acc": worst_acc,
+        "cell_mean_acc": cell_mean,
     }

@@ -43,22 +43,39 @@ def accuracy_vs_ratio(records: list[dict[str, Any]], path: Path, metric: str = "
 
 
 def training_curves(records: list[dict[str, Any]], path: Path) -> dict[str, list]:
-    """Validation accuracy per epoch (all stages, in order) for the first run of each method."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    drawn: dict[str, list] = {}
-    seen: set[str] = set()
+    """Validation accuracy per epoch (all stages, in order) for the first run of each method. Runs whose
+    protocol has no validation split are drawn in a second panel from their oracle's test evaluations
+    (test accuracy against optimiser steps of the selected stage), labelled as selected on test."""
+    firsts: dict[str, dict[str, Any]] = {}
     for record in latest_ok(records):
-        if record["method"] in seen:
-            continue
-        seen.add(record["method"])
-        label = f"{record['method']} ({record['dataset']} {record['ratio'] * 100:g}%, seed {record['seed']})"
-        accuracy = [100 * epoch["valid_acc"] for epoch in record.get("epochs", [])]
-        ax.plot(range(1, len(accuracy) + 1), accuracy, label=label)
-        drawn[label] = accuracy
-    ax.set_xlabel("epoch (all stages)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        firsts.setdefault(record["method"], record)
+    with_valid = {m: r for m, r in firsts.items() if any(e.get("valid_acc") is not None for e in r.get("epochs", []))}
+    on_test = {m: r for m, r in firsts.items() if m not in with_valid and (r.get("oracle") or {}).get("curve")}
+    panels = [p for p in (with_valid, on_test) if p] or [with_valid]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    drawn: dict[str, list] = {}
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for record in panel.values():
+            label = f"{record['method']} ({record['dataset']} {record['ratio'] * 100:g}%, seed {record['seed']})"
+            if panel is with_valid:
+                series = [100 * e["valid_acc"] for e in record["epochs"] if e.get("valid_acc") is not None]
+                ax.plot(range(1, len(series) + 1), series, label=label)
+            else:
+                steps, accuracy = zip(*record["oracle"]["curve"], strict=True)
+                series = [100 * a for a in accuracy]
+                ax.plot(steps, series, label=label)
+            drawn[label] = series
+        if panel is with_valid:
+            ax.set_xlabel("epoch (all stages)")
+            ax.set_ylabel("validation accuracy (%)")
+        else:
+            ax.set_xlabel("optimiser steps of the selected stage")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title("no validation split: test accuracy at the oracle's evaluations\n"
+                         "(oracle, selected on test)", fontsize=9)
+        ax.grid(alpha=0.3)
+        if panel:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -11,7 +11,8 @@ from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, r
 
 PLOTS = {
     "accuracy_vs_ratio.png": "Unbiased test accuracy against bias ratio (band: ± std over seeds)",
-    "training_curves.png": "Validation accuracy per epoch, one run per method",
+    "training_curves.png": "Validation accuracy per epoch, one run per method (without a validation split: "
+                           "test accuracy at the oracle's evaluations, selected on test)",
     "time_per_phase.png": "Seconds per phase, mean over runs",
 }
 

@@ -31,6 +31,7 @@ TEST_METRICS = {
     "test_aligned_acc": "aligned_acc",
     "test_conflicting_acc": "conflicting_acc",
     "worst_group_acc": "worst_group_acc",
+    "test_cell_mean_acc": "cell_mean_acc",
     "test_loss": "loss",
 }
 
@@ -90,7 +91,8 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
     start = time.perf_counter()
     dataset, data = load_data(spec, paths)
     channels_last = spec.engine.get("channels_last", False)
-    splits = {name: DeviceSplit(data.split(name), device, dataset.NORMALIZE, dataset.input_transform(), channels_last)
+    splits = {name: DeviceSplit(data.split(name), device, dataset.normalization(), dataset.input_transform(),
+                                channels_last)
               for name in ("train", "valid", "test")}
     device_data = DeviceData(
         **splits,
@@ -122,6 +124,8 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
         "dataset_fingerprint": data.fingerprint,
         "dataset_sizes": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
         **{field: test[key] for field, key in TEST_METRICS.items()},
+        # Selected on test: for comparison with numbers published that way, never used for selection.
+        "oracle_test_acc": outcome["oracle"].get("test_acc"),
         **outcome,
         "timing": {
             "total_s": time.perf_counter() - start,

@@ -73,6 +73,8 @@ class BiasedDataset:
         "train_size": 0,
         "eval_size": 0,
     }
+    # Allowed values of string options, checked before any run starts.
+    OPTION_CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]]
     QUICK: ClassVar[dict[str, Any]] = {}
     # Search distributions of training keys for --hparams-seed (bench.search).
@@ -82,6 +84,15 @@ class BiasedDataset:
 
     def __init__(self, options: dict[str, Any]):
         self.options = options
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Per-channel (mean, std) of the protocol's model inputs, applied to every split after
+        augmentation: what every method's models see. Default ``NORMALIZE``."""
+        return self.NORMALIZE
+
+    def has_validation(self) -> bool:
+        """Whether the protocol holds out a validation split (model selection and search need one)."""
+        return True
 
     def generation_params(self, root: Path, ratio: float) -> dict[str, Any]:
         """Everything the generated arrays depend on; the cache key and fingerprint hash these."""

@@ -37,7 +37,7 @@ def arrays_hash(splits: dict[str, Split]) -> str:
         for field in FIELDS:
             array = np.ascontiguousarray(getattr(splits[split], field))
             digest.update(f"{split}.{field}:{array.dtype.str}:{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.tobytes() if array.size == 0 else memoryview(array).cast("B"))
     return digest.hexdigest()
 
 

@@ -18,6 +18,9 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 HELP = ("pass --set cifar10c.source=PATH to an ImageFolder tree train/<class>/*, test/<class>/* "
         "or put torchvision's cifar-10-batches-py under --data-root")
 
+# Per-channel (mean, std) the LfF and DFA code normalise CIFAR-10 with; DFA uses them for BFFHQ as well.
+CIFAR10_STATS: tuple[tuple[float, ...], tuple[float, ...]] = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
 
 def source_id(source: str) -> str:
     """Identity of the source for the cache key: the ImageFolder file list (names and sizes), or

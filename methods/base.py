@@ -11,6 +11,7 @@ is merged underneath, and ``--set <method>.<key>=value`` on top.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,21 @@ def inference_layout(module: nn.Module) -> Iterator[None]:
             parameter.data = parameter.data.contiguous()
 
 
+# Training-loop settings every method has, beneath each dataset's TRAIN_DEFAULTS and each method's HPARAMS.
+LOOP_DEFAULTS: dict[str, Any] = {
+    # > 0: a single-stage method trains for exactly this many optimiser steps (the authors of DFA count
+    # iterations, not epochs); its number of epochs follows from it. 0: ``epochs`` sets the length.
+    # ``--epochs`` and the quick preset set the length in epochs, so they clear it.
+    "iterations": 0,
+    # Skip each epoch's last incomplete batch, as a DataLoader with drop_last=True (DFA's train loader).
+    "drop_last": False,
+    # Test evaluations behind the ``oracle`` figure (best test accuracy, selected on test, never used
+    # for selection): after every N-th optimiser step of the selected stage, counted from 0 as in DFA's
+    # code (N = 500 there); 0: after every epoch. The final model is always one of them.
+    "oracle_every_steps": 0,
+}
+
+
 @dataclass(frozen=True)
 class Batch:
     """A training batch: dataset indices (for per-sample state), augmented images, targets."""
@@ -61,11 +77,14 @@ class Batch:
 
 @dataclass(frozen=True)
 class Stage:
-    """A training stage. ``select``: track model selection (best validation loss) in this stage."""
+    """A training stage. ``select``: track model selection (best validation loss) in this stage.
+    ``steps``: stop after this many optimiser steps (within the last of ``epochs`` epochs); None: run
+    every epoch to its end."""
 
     name: str
     epochs: int
     select: bool = False
+    steps: int | None = None
 
 
 @dataclass
@@ -114,7 +133,8 @@ class Method:
     DATASET_HPARAMS: ClassVar[dict[str | tuple[str, float], dict[str, Any]]] = {}
     # Search distributions for --hparams-seed (bench.search), declared next to the defaults.
     HPARAM_SPACE: ClassVar[dict[str, Any]] = {}
-    # Hyperparameters counted in epochs: a shorter ``--epochs`` schedule scales them proportionally.
+    # Hyperparameters that measure the schedule's length (in epochs or in steps): a shorter ``--epochs``
+    # schedule (or the quick preset) scales them proportionally.
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = ("lr_decay_step",)
 
     def __init__(self, hparams: dict[str, Any], ctx: RunContext):
@@ -142,7 +162,19 @@ class Method:
 
     # --- optional hooks -----------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        iterations = int(self.hp.get("iterations", 0))
+        if iterations > 0:
+            epochs = math.ceil(iterations / self.steps_per_epoch())
+            return [Stage("train", epochs, select=True, steps=iterations)]
         return [Stage("train", int(self.hp["epochs"]), select=True)]
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one uniform epoch over the training set."""
+        size, batch = self.ctx.train_size, int(self.hp["batch_size"])
+        steps = size // batch if self.hp.get("drop_last", False) else math.ceil(size / batch)
+        if steps < 1:
+            raise ValueError(f"{size} training samples make no full batch of {batch} with drop_last")
+        return steps
 
     def start_stage(self, stage: Stage, train: TrainView) -> None:
         """Runs before the first epoch of ``stage``."""

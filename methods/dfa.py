@@ -14,9 +14,17 @@ Only C_i on [z_i, z_b] is evaluated.
 Schedules. ``lr_schedule = "dfa"`` is the authors' (Adam, weight decay 0, StepLR x``dfa_lr_gamma`` every
 ``dfa_lr_decay_step`` iterations, stepped only once the curriculum step is reached); ``"shared"`` uses the
 dataset's per-epoch schedule, so that on ``cmnist`` DFA trains under the same CONV/SGD setting as every
-other method. ``curriculum_step`` and ``dfa_lr_decay_step`` count iterations (10k in the authors' runs)
-and scale with a shorter ``--epochs``. Deviation: the authors keep the checkpoint with the best *test*
-accuracy; here the test set never selects. Selection is the dataset's rule, except on ``cmnist``, where
+other method. As in the authors' loop, steps count from 0: step s swaps features when s > curriculum_step
+and steps the LR schedule after its update when s >= curriculum_step, so with 10k / 10k the learning rate
+is lr for steps 0-19,999, then lr * gamma, lr * gamma^2, ... every 10k steps. ``curriculum_step``,
+``dfa_lr_decay_step`` and ``iterations`` count iterations and scale with a shorter ``--epochs``.
+
+On the authors' datasets (``cmnist-lff``, ``cifar10c``, ``bffhq``) the budget is theirs: 50k iterations
+(``iterations``; about 213 epochs of 60k images at batch 256), train batches with ``drop_last``, gamma 0.5
+on Colored MNIST and Corrupted CIFAR-10 (their scripts pass ``--lr_gamma 0.5``) and 0.1 on BFFHQ (the
+code's default, which its script keeps). Deviation: the authors keep the checkpoint with the best *test*
+accuracy, evaluated every 500 iterations; here the test set never selects, and that figure is recorded
+apart as ``oracle`` (``bench.oracle``). Selection is the dataset's rule, except on ``cmnist``, where
 it is the last epoch: the lowest loss on PGD's biased validation split favours checkpoints from before
 the curriculum step, i.e. before any feature swapping (in our paper-preset run at 1 % it kept epoch 3 of
 100, while swapping starts near epoch 24). Set ``selection`` to change it.
@@ -36,6 +44,8 @@ from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.registry import register_method
 
 DFA_CMNIST = {"lambda_dis_align": 10.0, "lambda_swap_align": 10.0, "lambda_swap": 1.0}
+# The authors' loop on each of their datasets: 50k iterations, drop_last, their iteration LR decay.
+AUTHORS_BUDGET = {"iterations": 50_000, "drop_last": True, "lr_schedule": "dfa"}
 
 
 class EncoderWithHead(nn.Module):
@@ -72,16 +82,17 @@ class DFA(Method):
         "dfa_lr_gamma": 0.5,
     }
     # On cmnist-lff, the authors' own Colored MNIST setting: MLP encoders with 16-d features, lr 0.01,
-    # their iteration-based LR decay; everything else is the dataset's (LfF's) setting.
-    # On cifar10c and bffhq, the authors' scripts: lr, lambdas per ratio, their LR decay.
+    # their 50k-iteration budget and LR decay; everything else is the dataset's (LfF's) setting.
+    # On cifar10c and bffhq, the authors' scripts: lr, lambdas per ratio, budget, LR decay.
     DATASET_HPARAMS: ClassVar[dict] = {
         "cmnist": {"selection": "last_epoch"},
-        "cmnist-lff": {"model": "mlp16", "lr": 0.01, "lr_schedule": "dfa"},
-        "cifar10c": {"lambda_dis_align": 1.0, "lambda_swap_align": 1.0, "lambda_swap": 1.0, "lr_schedule": "dfa"},
+        "cmnist-lff": {"model": "mlp16", "lr": 0.01, **AUTHORS_BUDGET},
+        "cifar10c": {"lambda_dis_align": 1.0, "lambda_swap_align": 1.0, "lambda_swap": 1.0, **AUTHORS_BUDGET},
         ("cifar10c", 0.005): {"lr": 5e-4},
         ("cifar10c", 0.01): {"lambda_dis_align": 5.0, "lambda_swap_align": 5.0},
         ("cifar10c", 0.02): {"lambda_dis_align": 5.0, "lambda_swap_align": 5.0},
-        "bffhq": {"lambda_dis_align": 2.0, "lambda_swap_align": 2.0, "lambda_swap": 0.1, "lr_schedule": "dfa"},
+        "bffhq": {"lambda_dis_align": 2.0, "lambda_swap_align": 2.0, "lambda_swap": 0.1, **AUTHORS_BUDGET,
+                  "dfa_lr_gamma": 0.1},
     }
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "curriculum_step", "dfa_lr_decay_step")
 
@@ -121,9 +132,9 @@ class DFA(Method):
         loss = (ce_i * weight).mean() + float(self.hp["lambda_dis_align"]) * generalized_ce(logits_b, y, q).mean()
         stats = {"dis_loss": loss.detach(), "swap_loss": torch.zeros((), device=y.device)}
 
-        # The authors' loop counts steps from 1 and swaps once step > curriculum_step.
+        step = self.step  # 0-based, as the authors' ``for step in range(num_steps)``
         self.step += 1
-        if self.step > int(self.hp["curriculum_step"]):
+        if step > int(self.hp["curriculum_step"]):
             perm = torch.randperm(len(y), generator=self.ctx.generator, device=y.device)
             swap_conflict, swap_align = swap_features(z_i, z_b, perm)
             swap_loss = (F.cross_entropy(head_i(swap_conflict), y, reduction="none") * weight).mean()
@@ -132,7 +143,7 @@ class DFA(Method):
             loss = loss + float(self.hp["lambda_swap"]) * swap_loss
             stats["swap_loss"] = swap_loss.detach()
         self.optimize(loss, "intrinsic", "bias")
-        if self.hp["lr_schedule"] == "dfa" and self.step >= int(self.hp["curriculum_step"]):
+        if self.hp["lr_schedule"] == "dfa" and step >= int(self.hp["curriculum_step"]):
             for scheduler in self.schedulers.values():
                 scheduler.step()
         return {"loss": loss.detach(), "acc": (logits_i.argmax(1) == y).float().mean(), **stats}

@@ -24,6 +24,9 @@ class TwoStageMethod(Method):
         return int(self.hp["epochs"])
 
     def stages(self) -> list[Stage]:
+        if int(self.hp.get("iterations", 0)) > 0:
+            raise ValueError(f"{self.name}.iterations: two-stage methods count their stages in epochs; "
+                             "set epochs instead")
         return [Stage(self.FIRST, self.first_stage_epochs()), Stage(self.SECOND, int(self.hp["epochs"]), select=True)]
 
     def start_stage(self, stage: Stage, train: TrainView) -> None:
@@ -40,8 +43,12 @@ class TwoStageMethod(Method):
         """Per-sample loss of the active stage; plain CE unless overridden."""
         return F.cross_entropy(logits, y, reduction="none")
 
+    def observe(self, batch: Batch, logits: torch.Tensor) -> None:
+        """Sees each training batch's logits just before its optimiser step (e.g. JTT's online errors)."""
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.models[self.active](batch.x)
+        self.observe(batch, logits)
         loss = self.stage_loss(logits, batch.y).mean()
         self.optimize(loss, self.active)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == batch.y).float().mean()}

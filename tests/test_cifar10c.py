@@ -101,7 +101,7 @@ def test_all_methods_run_end_to_end_on_cifar10c(source, tmp_path):
     code = main(["--datasets", "cifar10c", "--ratios", "0.05", "--epochs", "1", "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress",
                  "--set", f"cifar10c.source={source}", "--set", "cifar10c.workers=1",
-                 "--set", "dfa.curriculum_step=0"])
+                 "--set", "dfa.curriculum_step=0", "--set", "dfa.drop_last=false"])
     records = read_records(out / "results.jsonl")
     assert code == 0, [r.get("error") for r in records]
     assert [r["method"] for r in records] == list(METHODS)

@@ -16,7 +16,7 @@ def test_all_methods_run_end_to_end(tmp_path, data_root, cache_dir, dataset):
         "--datasets", dataset, "--ratios", "0.05", "--epochs", "2", "--out", str(out),
         "--data-root", str(data_root), "--cache-dir", str(cache_dir), "--no-progress",
         "--set", f"{dataset}.train_size=512", "--set", f"{dataset}.eval_size=256",
-        "--set", "dfa.curriculum_step=3",
+        "--set", "dfa.curriculum_step=1",
     ])
     records = read_records(out / "results.jsonl")
     assert code == 0, [r.get("error") for r in records]

@@ -108,8 +108,9 @@ def test_ray_launcher_matches_local_and_isolates_failures(tmp_path, data_root, c
 
 def test_hparams_seed_runs_are_separate_and_self_describing(tmp_path, data_root, cache_dir):
     out = tmp_path / "out"
-    assert main(args(out, data_root, cache_dir, "--methods", "lff")) == 0
-    assert main(args(out, data_root, cache_dir, "--methods", "lff", "--hparams-seed", "2")) == 0
+    holdout = ("--set", "cmnist-lff.split=holdout")  # the search chooses by validation, so it needs one
+    assert main(args(out, data_root, cache_dir, "--methods", "lff", *holdout)) == 0
+    assert main(args(out, data_root, cache_dir, "--methods", "lff", "--hparams-seed", "2", *holdout)) == 0
     default, searched = read_records(out / "results.jsonl")
     assert default.get("hparams_seed", 0) == 0 and searched["hparams_seed"] == 2
     assert default["key"] != searched["key"] and default["hparams"]["q"] != searched["hparams"]["q"]

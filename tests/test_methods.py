@@ -107,27 +107,48 @@ def test_dfa_swap_keeps_intrinsic_half_and_permutes_bias_half():
     assert g_i is None or torch.all(g_i == 0)
 
 
-def test_dfa_uses_swapped_features_only_after_the_curriculum_step(monkeypatch):
+def test_dfa_schedule_is_the_authors_loop_scaled_down(monkeypatch):
+    """The authors' 50k-iteration loop divided by 1000: curriculum and LR step 10 (10k), gamma 0.5. Steps
+    count from 0; the LR is stepped after each update from step 10 on, and features swap when step > 10."""
     import methods.dfa
 
-    calls = []
+    swaps = []
     real_swap = methods.dfa.swap_features
 
     def counting(*args):
-        calls.append(dfa.step)
+        swaps.append(dfa.step)  # incremented just before the swap: the 0-based step is dfa.step - 1
         return real_swap(*args)
 
     monkeypatch.setattr(methods.dfa, "swap_features", counting)
-    hp = {"model": "mlp", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "epochs": 1,
-          "batch_size": 4, "lr_decay_step": 0, "lr_decay_gamma": 1.0, **METHODS["dfa"].HPARAMS, "curriculum_step": 3}
+    hp = {"model": "mlp16", "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.0, "epochs": 1,
+          "batch_size": 4, "lr_decay_step": 0, "lr_decay_gamma": 1.0, **METHODS["dfa"].HPARAMS,
+          "lr_schedule": "dfa", "curriculum_step": 10, "dfa_lr_decay_step": 10, "dfa_lr_gamma": 0.5}
     dfa = METHODS["dfa"](hp, context())
     batch = Batch(torch.arange(4), torch.rand(4, 3, 28, 28), torch.tensor([0, 1, 2, 0]))
-    for _ in range(3):
+    lr_at = {}
+    for step in range(50):
+        lr_at[step] = dfa.optimizers["intrinsic"].param_groups[0]["lr"]
+        assert dfa.optimizers["bias"].param_groups[0]["lr"] == lr_at[step]
         out = dfa.update(batch)
-        assert out["swap_loss"] == 0
-    assert calls == []
-    out = dfa.update(batch)
-    assert calls == [4] and out["swap_loss"] > 0
+        assert (out["swap_loss"] > 0) == (step > 10)
+    assert [lr_at[s] for s in (0, 10, 20, 30, 40)] == pytest.approx([0.01, 0.01, 0.005, 0.0025, 0.00125])
+    assert lr_at[19] == 0.01 and lr_at[20] == 0.005
+    assert swaps[0] - 1 == 11 and len(swaps) == 50 - 11
+
+
+def test_dfa_runs_the_authors_budget_on_their_datasets():
+    from bench.hparams import resolve_hparams
+    from datasets import DATASETS
+
+    for dataset, gamma in (("cmnist-lff", 0.5), ("cifar10c", 0.5), ("bffhq", 0.1)):
+        hp = resolve_hparams(METHODS["dfa"], DATASETS[dataset], 0.005, "paper", None, {})
+        budget = (hp["iterations"], hp["drop_last"], hp["lr_schedule"], hp["dfa_lr_gamma"])
+        assert budget == (50_000, True, "dfa", gamma)
+        assert (hp["curriculum_step"], hp["dfa_lr_decay_step"], hp["oracle_every_steps"]) == (10_000, 10_000, 500)
+    ctx = context(n=60_000)
+    hp = resolve_hparams(METHODS["dfa"], DATASETS["cmnist-lff"], 0.01, "paper", None, {})
+    (stage,) = METHODS["dfa"](hp, ctx).stages()
+    assert (stage.steps, stage.epochs) == (50_000, 214)  # 234 full batches of 256 per epoch
 
 
 def test_pgd_sampling_frequencies_match_probabilities():

@@ -24,6 +24,8 @@ def test_group_accuracies_by_hand():
     assert stats["conflicting_acc"] == pytest.approx(1 / 2)
     # groups (0,0): 2/3, (0,1): 1/1, (1,1): 3/3, (1,0): 0/1
     assert stats["worst_group_acc"] == pytest.approx(0.0)
+    # LfF's metric: every cell counts once, whatever its size
+    assert stats["cell_mean_acc"] == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
     expected_loss = torch.nn.functional.cross_entropy(logits, torch.tensor(targets)).item()
     assert stats["loss"] == pytest.approx(expected_loss, rel=1e-6)
 

@@ -41,6 +41,18 @@ def test_training_curves_one_run_per_method(tmp_path):
     assert all(len(series) == 2 for series in drawn.values())
 
 
+def test_runs_without_validation_are_drawn_from_their_oracle_curve(tmp_path):
+    records = with_epochs(RECORDS)
+    for record in records:
+        if record["method"] == "pgd":
+            record["epochs"] = [{"valid_acc": None}]
+            record["oracle"] = {"curve": [[1, 0.25], [500, 0.5], [900, 0.75]]}
+    drawn = training_curves(records, tmp_path / "c.png")
+    assert_png(tmp_path / "c.png")
+    pgd = next(series for label, series in drawn.items() if label.startswith("pgd"))
+    assert pgd == [25.0, 50.0, 75.0]
+
+
 def test_time_per_phase_stacks_mean_seconds(tmp_path):
     means = time_per_phase(RECORDS, tmp_path / "t.png")
     assert_png(tmp_path / "t.png")
