@@ -31,6 +31,9 @@ from methods import Method, TrainView
 from methods.base import inference_layout
 
 SELECTIONS = ("best_valid_loss", "last_epoch")
+# Validation figures logged per epoch. The group ones use the split's bias labels, for analysis and for
+# tuning rules that need them (JTT's own tunes on validation group accuracy); selection reads only loss.
+VALID_LOG = ("loss", "acc", "aligned_acc", "conflicting_acc", "worst_group_acc")
 
 
 @dataclass
@@ -135,11 +138,11 @@ def train_and_evaluate(
                 oracle_evaluation(stage.name, epoch + 1, steps_done)
             start = time.perf_counter()
             method.models.eval()
-            valid = evaluate_split(data.valid) if has_valid else {"loss": None, "acc": None}
+            valid = evaluate_split(data.valid) if has_valid else dict.fromkeys(VALID_LOG, None)
             phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
             log.append({
                 "stage": stage.name, "epoch": epoch + 1, "steps": steps_done, "lr": lr, **train_stats,
-                "valid_loss": valid["loss"], "valid_acc": valid["acc"],
+                **{f"valid_{key}": valid[key] for key in VALID_LOG},
             })
             if stage.select and selection == "best_valid_loss" and valid["loss"] <= best_loss:
                 best_loss = valid["loss"]

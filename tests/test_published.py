@@ -41,6 +41,26 @@ def test_comparison_sets_each_published_number_next_to_ours_with_the_difference(
         records, load_published(write(tmp_path, quoted)))
 
 
+def test_comparison_sets_the_oracle_beside_ours_and_labels_it(tmp_path):
+    published = load_published(write(tmp_path, HEADER + ROWS))
+    records = read_records(FIXTURES / "records.jsonl")
+    assert "| not recorded " in render_comparison(records, published)  # records from before the oracle
+    for record in records:
+        if record["status"] == "ok":
+            record["oracle_test_acc"] = record["test_acc"] + 0.02
+    table = render_comparison(records, published)
+    header = table.splitlines()[0]
+    assert "ours (selected)" in header and "oracle (selected on test)" in header
+    # ERM 0.5 %: ours 36.00, oracle 38.00 ± 1.24 against 30.00 published.
+    assert "| 36.00 ± 1.24 (n=2) | 30.00 ± 1.50 | +6.00              | 38.00 ± 1.24 (n=2)          | +8.00" in table
+    assert "compares with the oracle column (selected on test), never with ours as selected" in table
+
+
+def test_an_oracle_figure_cannot_be_entered_as_a_published_number(tmp_path):
+    with pytest.raises(PublishedError, match="unknown metric 'oracle_test_acc'"):
+        load_published(write(tmp_path, HEADER + "cmnist,0.01,erm,oracle_test_acc,50,,P,T1,CONV,\n"))
+
+
 GOOD = "cmnist,0.01,erm,test_acc,50,,P,T1,CONV,\n"
 
 
