@@ -14,16 +14,17 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
-from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options
+from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options, split_dataset_sets
 from bench.launcher import LAUNCHERS, RayOptions, run_all
-from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
-from bench.published import PublishedError, load_published
-from bench.records import append_record, read_records, write_text_atomic
-from bench.report import render_report
 from bench.runner import RunPaths, RunSpec, load_data
-from bench.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 from datasets import DATASETS, DataError
 from methods import METHODS
+from models import ModelError, check_model
+from reporting.plots import accuracy_vs_ratio, time_per_phase, training_curves
+from reporting.published import PublishedError, load_published
+from reporting.records import append_record, read_records, write_text_atomic
+from reporting.report import render_report
+from reporting.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 
 DEFAULT_RATIOS = "0.005,0.01,0.05"
 EXIT_FAILED = 100  # exit code 100 + N: N runs failed (2: bad input)
@@ -123,13 +124,17 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             raise UsageError(
                 f"--set {unknown[0]}.*: unknown scope; valid: {', '.join([*METHODS, *DATASETS])}"
             )
-        options = {d: resolve_options(DATASETS[d], sets.get(d, {})) for d in datasets}
+        scoped = {d: split_dataset_sets(DATASETS[d], sets.get(d, {})) for d in datasets}
+        options = {d: resolve_options(DATASETS[d], scoped[d][0]) for d in datasets}
         hparams = {
             (m, d, r): resolve_hparams(METHODS[m], DATASETS[d], r, args.preset, args.epochs, sets.get(m, {}),
-                                       args.hparams_seed)
+                                       args.hparams_seed, dataset_sets=scoped[d][1])
             for m in methods for d in datasets for r in ratios
         }
-    except HparamError as error:
+        models = {(hp["model"], d, bool(hp.get("pretrained", False))) for (_, d, _), hp in hparams.items()}
+        for model, d, pretrained in sorted(models):
+            check_model(model, DATASETS[d].num_classes, DATASETS[d](options[d]).model_input_shape(), pretrained)
+    except (HparamError, ModelError) as error:
         raise UsageError(str(error)) from None
     for d in datasets:
         if DATASETS[d](options[d]).has_validation():

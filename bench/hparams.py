@@ -8,7 +8,8 @@
 4. the preset (``quick`` shortens the schedule; ``paper`` keeps the published one);
 5. ``--epochs``; hyperparameters counted in epochs are scaled with the schedule, and an iteration budget
    gives way to the epoch count (``--epochs 2`` means two epochs for every method);
-6. ``--set <method>.<key>=value``.
+6. ``--set <dataset>.<key>=value`` for a training setting (e.g. ``cmnist.model=timm/resnet18``: every
+   method on that dataset), then ``--set <method>.<key>=value``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def resolve_hparams(
     epochs: int | None,
     sets: dict[str, str],
     hparams_seed: int = 0,
+    dataset_sets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``sets``: this method's ``--set``; ``dataset_sets``: the dataset-scope ``--set`` of training settings."""
     base = {
         **LOOP_DEFAULTS,
         **dataset.TRAIN_DEFAULTS,
@@ -86,11 +89,29 @@ def resolve_hparams(
             if key in base and base[key] > 0:
                 hp[key] = max(1, round(base[key] * hp["epochs"] / base["epochs"]))
         hp["iterations"] = 0
-    for key, value in sets.items():
-        if key not in base:
-            raise HparamError(f"--set {method.name}.{key}: unknown key; valid: {', '.join(sorted(base))}")
-        hp[key] = coerce(value, base[key], f"{method.name}.{key}")
+    for scope, scoped in ((dataset.name, dataset_sets or {}), (method.name, sets)):
+        for key, value in scoped.items():
+            if key not in base:
+                raise HparamError(f"--set {scope}.{key}: unknown key; valid: {', '.join(sorted(base))}")
+            hp[key] = coerce(value, base[key], f"{scope}.{key}")
     return hp
+
+
+def training_keys(dataset: type[BiasedDataset]) -> set[str]:
+    """The training settings a dataset-scope ``--set`` may give every method: the loop's and the dataset's."""
+    return set(LOOP_DEFAULTS) | set(dataset.TRAIN_DEFAULTS)
+
+
+def split_dataset_sets(dataset: type[BiasedDataset], sets: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A dataset-scope ``--set`` is either a dataset option or a training setting for every method."""
+    options = {k: v for k, v in sets.items() if k in dataset.OPTIONS}
+    training = {k: v for k, v in sets.items() if k not in dataset.OPTIONS}
+    unknown = sorted(k for k in training if k not in training_keys(dataset))
+    if unknown:
+        raise HparamError(f"--set {dataset.name}.{unknown[0]}: unknown key; valid: options "
+                          f"{', '.join(sorted(dataset.OPTIONS))}, or training settings "
+                          f"{', '.join(sorted(training_keys(dataset)))}")
+    return options, training
 
 
 def resolve_options(dataset: type[BiasedDataset], sets: dict[str, str]) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
         torch.cuda.reset_peak_memory_stats(device)
     ctx = RunContext(
         num_classes=dataset.num_classes,
-        input_shape=dataset.input_shape,
+        input_shape=dataset.model_input_shape(),
         train_targets=device_data.train.targets,
         device=device,
         generator=generator,

@@ -90,6 +90,10 @@ class BiasedDataset:
         augmentation: what every method's models see. Default ``NORMALIZE``."""
         return self.NORMALIZE
 
+    def model_input_shape(self) -> tuple[int, int, int]:
+        """The (C, H, W) of the images the models receive, after ``input_transform``."""
+        return self.input_shape
+
     def has_validation(self) -> bool:
         """Whether the protocol holds out a validation split (model selection and search need one)."""
         return True

@@ -131,6 +131,10 @@ class BFFHQ(BiasedDataset):
         if missing:
             raise DataError(f"BFFHQ not found ({missing[0]} is missing). " + WHERE.format(root=root))
 
+    def model_input_shape(self) -> tuple[int, int, int]:
+        size = int(self.options["image_size"])
+        return (3, size, size)
+
     def input_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return partial(resize, size=int(self.options["image_size"]))
 

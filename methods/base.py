@@ -63,6 +63,9 @@ LOOP_DEFAULTS: dict[str, Any] = {
     # for selection): after every N-th optimiser step of the selected stage, counted from 0 as in DFA's
     # code (N = 500 there); 0: after every epoch. The final model is always one of them.
     "oracle_every_steps": 0,
+    # Start every model from its pretrained weights (``timm/<name>`` models only; the published
+    # protocols train from scratch).
+    "pretrained": False,
 }
 
 
@@ -192,7 +195,8 @@ class Method:
 
     # --- plumbing owned by the base -----------------------------------------------------------
     def new_model(self) -> Classifier:
-        model = build_model(self.hp["model"], self.ctx.num_classes, self.ctx.input_shape)
+        model = build_model(self.hp["model"], self.ctx.num_classes, self.ctx.input_shape,
+                            pretrained=bool(self.hp.get("pretrained", False)))
         return model.to(self.ctx.device)
 
     def add_model(self, key: str, model: nn.Module, epochs: int | None = None, lr: float | None = None) -> None:

@@ -10,11 +10,11 @@ import torch
 
 from bench.cli import main
 from bench.data import DeviceSplit
-from bench.records import read_records
 from bench.trainer import DeviceData, train_and_evaluate
 from datasets import DATASETS, Split
 from datasets.cache import load_or_build
 from methods import METHODS, RunContext
+from reporting.records import read_records
 
 LFF = DATASETS["cmnist-lff"]
 TINY = ["--ratios", "0.05", "--no-progress", "--set", "cmnist-lff.train_size=300",

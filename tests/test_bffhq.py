@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.records import read_records
 from datasets import DATASETS, DataError
 from datasets.bffhq import parse_labels
 from datasets.cache import load_or_build
 from methods import METHODS
+from reporting.records import read_records
 
 BFFHQ = DATASETS["bffhq"]
 

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.records import read_records
 from datasets import DATASETS, DataError
 from datasets.cache import load_or_build
 from datasets.cifar_source import CLASSES
 from datasets.corruptions import TYPE0, TYPE1
 from methods import METHODS
+from reporting.records import read_records
 
 CIFAR10C = DATASETS["cifar10c"]
 

@@ -12,7 +12,7 @@ import torch
 
 import bench.launcher
 from bench.cli import main
-from bench.records import read_records
+from reporting.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "cmnist.train_size=600", "--set", "cmnist.eval_size=300", "--epochs", "2", "--no-progress"]

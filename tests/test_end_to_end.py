@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
-from bench.records import read_records
 from methods import METHODS
+from reporting.records import read_records
 
 
 @pytest.mark.parametrize("dataset", ["cmnist", "cmnist-lff"])

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.records import read_records
+from reporting.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--datasets", "cmnist-lff", "--ratios", "0.05", "--epochs", "1", "--no-progress",

@@ -15,7 +15,8 @@ def test_paper_preset_is_the_published_cmnist_setting():
     hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", None, {})
     assert hp == {"model": "conv", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "weight_decay": 1e-3,
                   "batch_size": 128, "epochs": 100, "lr_decay_step": 40, "lr_decay_gamma": 0.1,
-                  "selection": "best_valid_loss", "iterations": 0, "drop_last": False, "oracle_every_steps": 0}
+                  "selection": "best_valid_loss", "iterations": 0, "drop_last": False, "oracle_every_steps": 0,
+                  "pretrained": False}
 
 
 def test_shorter_schedule_scales_epoch_counted_hparams():

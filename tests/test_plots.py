@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.plots import accuracy_vs_ratio, time_per_phase, training_curves
-from bench.records import read_records
+from reporting.plots import accuracy_vs_ratio, time_per_phase, training_curves
+from reporting.records import read_records
 
 RECORDS = read_records(Path(__file__).parent / "fixtures" / "records.jsonl")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.published
+import reporting.published
 from bench.cli import main
-from bench.published import COLUMNS, PublishedError, load_published, render_comparison
-from bench.records import read_records
+from reporting.published import COLUMNS, PublishedError, load_published, render_comparison
+from reporting.records import read_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER = ",".join(COLUMNS) + "\n"
@@ -86,10 +86,11 @@ def test_report_shows_published_numbers_and_refuses_a_broken_file(tmp_path, monk
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.jsonl").write_text((FIXTURES / "records.jsonl").read_text())
-    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + ROWS))
+    monkeypatch.setattr(reporting.published, "PUBLISHED_CSV", write(tmp_path, HEADER + ROWS))
     assert main(["report", str(out)]) == 0
     assert "+6.00" in (out / "report.md").read_text()
-    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, HEADER + "cmnist,x,erm,test_acc,1,,P,T,x,\n"))
+    broken = write(tmp_path, HEADER + "cmnist,x,erm,test_acc,1,,P,T,x,\n")
+    monkeypatch.setattr(reporting.published, "PUBLISHED_CSV", broken)
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -101,7 +102,7 @@ def test_the_committed_reference_file_is_valid():
 
 
 def test_a_sweep_with_a_broken_published_file_stops_before_any_work(tmp_path, monkeypatch, capsys, data_root):
-    monkeypatch.setattr(bench.published, "PUBLISHED_CSV", write(tmp_path, "dataset\n"))
+    monkeypatch.setattr(reporting.published, "PUBLISHED_CSV", write(tmp_path, "dataset\n"))
     out, cache = tmp_path / "out", tmp_path / "cache"
     code = main(["--methods", "erm", "--ratios", "0.05", "--epochs", "1", "--out", str(out),
                  "--data-root", str(data_root), "--cache-dir", str(cache), "--no-progress"])

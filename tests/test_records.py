@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.records import append_record, read_records
+from reporting.records import append_record, read_records
 
 
 def test_append_and_read_round_trip(tmp_path):

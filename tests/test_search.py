@@ -7,9 +7,9 @@ import pytest
 
 from bench.hparams import resolve_hparams
 from bench.search import Choice, IntUniform, LogUniform, Uniform, draw
-from bench.tables import latest_ok, summarize
 from datasets import DATASETS
 from methods import METHODS
+from reporting.tables import latest_ok, summarize
 
 
 def test_draws_are_deterministic_per_method_dataset_and_seed():

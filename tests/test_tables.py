@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.records import read_records
-from bench.tables import render_csv, render_latex, render_markdown, render_timing, selection_rules, summarize
+from reporting.records import read_records
+from reporting.tables import render_csv, render_latex, render_markdown, render_timing, selection_rules, summarize
 
 HERE = Path(__file__).parent
 RECORDS = read_records(HERE / "fixtures" / "records.jsonl")

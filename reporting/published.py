@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench.tables import ACCURACY_METRICS, ORACLE_METRICS, ratio_label, summarize
 from datasets import DATASETS
 from methods import METHODS
+from reporting.tables import ACCURACY_METRICS, ORACLE_METRICS, ratio_label, summarize
 
 PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "results" / "reference" / "published.csv"
 PUBLISHED_METRICS = tuple(m for m in ACCURACY_METRICS if m not in ORACLE_METRICS)

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.tables import latest_ok, summarize
+from reporting.tables import latest_ok, summarize
 
 
 def accuracy_vs_ratio(records: list[dict[str, Any]], path: Path, metric: str = "test_acc") -> dict[str, list]:

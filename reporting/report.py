@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.published import render_comparison
-from bench.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing, selection_rules
+from reporting.published import render_comparison
+from reporting.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing, selection_rules
 
 PLOTS = {
     "accuracy_vs_ratio.png": "Unbiased test accuracy against bias ratio (band: ± std over seeds)",
