@@ -20,7 +20,13 @@ from bench.runner import RunPaths, RunSpec, load_data
 from datasets import DATASETS, DataError
 from methods import METHODS
 from models import ModelError, check_model
-from reporting.plots import accuracy_vs_ratio, time_per_phase, training_curves
+from reporting.plots import (
+    accuracy_vs_ratio,
+    conflict_pr_curves,
+    group_accuracy_maps,
+    time_per_phase,
+    training_curves,
+)
 from reporting.published import PublishedError, load_published
 from reporting.records import append_record, read_records, write_text_atomic
 from reporting.report import render_report
@@ -176,6 +182,7 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
                            ("time_per_phase.png", time_per_phase)):
             draw(records, out / name)
             plots.append(name)
+        plots += list(group_accuracy_maps(records, out)) + list(conflict_pr_curves(records, out))
     write_text_atomic(out / "report.md", render_report(records, plots, published))
     return table
 

@@ -36,15 +36,17 @@ def evaluate(
     present = group_count > 0
     group_acc = group_hits[present] / group_count[present]
     worst = group_acc.min()
-    stats = torch.stack([
+    cells = torch.where(present, group_hits / group_count.clamp(min=1), torch.nan)
+    stats = torch.cat([torch.stack([
         loss_sum / len(split),
         hits.mean(),
         (hits * aligned).sum(), aligned.sum().double(),
         (hits * ~aligned).sum(), (~aligned).sum().double(),
         worst,
         group_acc.mean(),
-    ]).tolist()
-    loss, acc, aligned_hits, aligned_n, conflict_hits, conflict_n, worst_acc, cell_mean = stats
+    ]), cells]).tolist()  # one transfer
+    loss, acc, aligned_hits, aligned_n, conflict_hits, conflict_n, worst_acc, cell_mean = stats[:8]
+    cell_values = [None if v != v else v for v in stats[8:]]  # NaN: an empty cell
     return {
         "loss": loss,
         "acc": acc,
@@ -52,4 +54,6 @@ def evaluate(
         "conflicting_acc": conflict_hits / conflict_n if conflict_n else None,
         "worst_group_acc": worst_acc,
         "cell_mean_acc": cell_mean,
+        # Accuracy per (target, bias) cell, rows targets; None for an empty cell.
+        "group_acc": [cell_values[row * num_classes:(row + 1) * num_classes] for row in range(num_classes)],
     }

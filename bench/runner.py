@@ -33,6 +33,7 @@ TEST_METRICS = {
     "worst_group_acc": "worst_group_acc",
     "test_cell_mean_acc": "cell_mean_acc",
     "test_loss": "loss",
+    "test_group_acc": "group_acc",
 }
 
 

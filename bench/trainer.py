@@ -11,6 +11,9 @@ it is evaluated along the selected stage only for the labelled ``oracle`` figure
 A protocol without a validation split (``cmnist-lff`` with LfF's split) skips validation; it allows only
 ``last_epoch``. A stage with a step budget (``Stage.steps``, from the ``iterations`` hyperparameter) stops
 after exactly that many optimiser steps, within its last epoch.
+
+After selection, ``bench.diagnostics`` scores the selected model (conflict detection, bias probe) with the
+bias labels, for the record only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.data import DeviceSplit, epoch_order, iterate_batches
+from bench.diagnostics import run_diagnostics
 from bench.metrics import evaluate
 from bench.oracle import OracleTracker
 from datasets.base import Augmentation
@@ -174,6 +178,10 @@ def train_and_evaluate(
         method.models.eval()
         selected = evaluate_split(data.test)
     phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
+    start = time.perf_counter()
+    with autocast(), inference_layout(method.models):
+        diagnostics = run_diagnostics(method, data.train, data.test)
+    phases["diagnostics"] = time.perf_counter() - start
     phases.update(method.phase_seconds)
     train_seconds = sum(phases[stage.name] for stage in stages if stage.name in phases)
     return {
@@ -183,6 +191,7 @@ def train_and_evaluate(
         "test": selected,
         "last_epoch_test": last,
         "oracle": oracle.summary(),
+        "diagnostics": diagnostics,
         "stage_steps": stage_steps,
         "phases": phases,
         "method_info": method.summary(),

@@ -24,6 +24,9 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"pgd_scoring_seconds_54k: {median:.2f}")
             lines.append(f"pgd_loop_seconds_54k_scaled: {extra['loop_seconds_54k_scaled']:.1f}")
             lines.append(f"pgd_scoring_speedup: {extra['speedup']:.1f}")
+        elif name == "test_diagnostics_cost":
+            lines.append(f"diagnostics_seconds_cmnist: {median:.2f}")
+            lines.append(f"diagnostics_fraction_of_paper_run: {extra['fraction_of_paper_run']:.4f}")
         elif name == "test_jobs_throughput_gain":
             lines.append(f"jobs{extra['jobs']}_throughput_gain: {extra['gain']:.2f}")
     return lines

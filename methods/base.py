@@ -193,6 +193,17 @@ class Method:
         """Method-specific facts for the run record (e.g. JTT's error-set size)."""
         return {}
 
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        """The method's own per-sample signal that a training sample is bias-conflicting, over the whole
+        training set in dataset order, after training: float scores (higher = more likely conflicting) or
+        a bool set. Scored against the bias labels for the record's diagnostics only."""
+        return {}
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Penultimate features of the model ``predict`` evaluates (the bias probe reads them); None: not
+        defined for this method."""
+        return None
+
     # --- plumbing owned by the base -----------------------------------------------------------
     def new_model(self) -> Classifier:
         model = build_model(self.hp["model"], self.ctx.num_classes, self.ctx.input_shape,

@@ -155,3 +155,12 @@ class DFA(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         z_i, z_b = self.encode(x)
         return self.models["intrinsic"].head(torch.cat([z_i, z_b], dim=1))
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """The intrinsic features z_i: the part DFA disentangles from the bias (z_b encodes it on purpose)."""
+        return self.models["intrinsic"].encoder(x)
+
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        """The final relative difficulty W of every training sample (its weight in L_dis and L_swap)."""
+        every = torch.arange(self.ctx.train_size, device=self.ctx.device)
+        return {"weight": relative_difficulty(self.ema_b, self.ema_i, every)}

@@ -26,3 +26,6 @@ class ERM(Method):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.models["model"](x)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.models["model"].features(x)

@@ -62,6 +62,7 @@ class JTT(TwoStageMethod):
         if self.hp["error_set"] not in ERROR_SETS:
             raise ValueError(f"jtt.error_set must be one of {', '.join(ERROR_SETS)}, got {self.hp['error_set']}")
         self.upsampled: torch.Tensor | None = None
+        self.errors: torch.Tensor | None = None
         self.error_count = 0
         size, device = self.ctx.train_size, self.ctx.device
         self.wrong_this_epoch = torch.zeros(size, dtype=torch.bool, device=device)
@@ -86,11 +87,19 @@ class JTT(TwoStageMethod):
                 errors = self.wrong_last_epoch.nonzero().squeeze(1)
             else:
                 errors = error_set(self.models[self.FIRST], train, inference_batch_size(self.ctx.device))
+        self.errors = errors
         self.error_count = len(errors)
         self.upsampled = upsampled_indices(self.ctx.train_size, errors, int(self.hp["lambda_up"]))
 
     def summary(self) -> dict[str, int]:
         return {"error_set_size": self.error_count}
+
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        if self.errors is None:
+            return {}
+        chosen = torch.zeros(self.ctx.train_size, dtype=torch.bool, device=self.ctx.device)
+        chosen[self.errors] = True
+        return {"error_set": chosen}
 
     def sampling(self) -> Sampling | None:
         if self.active == self.SECOND:

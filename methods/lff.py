@@ -63,3 +63,11 @@ class LfF(Method):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.models["debiased"](x)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.models["debiased"].features(x)
+
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        """The final relative difficulty W of every training sample (its weight in the debiased loss)."""
+        every = torch.arange(self.ctx.train_size, device=self.ctx.device)
+        return {"weight": relative_difficulty(self.ema_b, self.ema_d, every)}

@@ -74,6 +74,10 @@ class PGD(TwoStageMethod):
         return {"max_over_mean_probability": float(self.probabilities.max() * len(self.probabilities)),
                 "top1pct_probability_mass": float(top)}
 
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        """The sampling probabilities (proportional to the gradient-norm scores)."""
+        return {} if self.probabilities is None else {"score": self.probabilities}
+
     def sampling(self) -> Sampling | None:
         if self.active == self.SECOND:
             return Sampling(weights=self.probabilities)

@@ -56,5 +56,8 @@ class TwoStageMethod(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.models[self.active](x)
 
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.models[self.active].features(x)
+
     def end_epoch(self, stage: Stage, keys: tuple[str, ...] | None = None) -> None:
         super().end_epoch(stage, (self.active,))

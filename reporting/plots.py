@@ -1,13 +1,16 @@
 """Plots from run records (matplotlib, PNG): accuracy against bias ratio with a ± std band, validation
-accuracy per epoch for one run per method, and time per phase per method. Each function takes records
-and a path and returns the series it drew, so tests can check what a figure shows."""
+accuracy per epoch for one run per method, time per phase per method, and per dataset x ratio the group
+accuracy heatmaps and the conflict-detection precision-recall curves. Each function takes records and a
+path (or a folder) and returns what it drew, so tests can check what a figure shows."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -102,3 +105,83 @@ def time_per_phase(records: list[dict[str, Any]], path: Path) -> dict[str, dict[
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return means
+
+
+def _file_tag(dataset: str, ratio: float) -> str:
+    return f"{dataset}_{ratio * 100:g}pct"
+
+
+def _per_cell(records: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, list[dict[str, Any]]]]:
+    cells: dict[tuple[str, float], dict[str, list[dict[str, Any]]]] = {}
+    for record in latest_ok(records):
+        cells.setdefault((record["dataset"], record["ratio"]), {}).setdefault(record["method"], []).append(record)
+    return cells
+
+
+def _mean_matrix(matrices: list[list[list[float | None]]]) -> np.ndarray:
+    stacked = np.array([[[np.nan if v is None else v for v in row] for row in m] for m in matrices], dtype=float)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell empty in every seed stays NaN
+        return np.nanmean(stacked, axis=0)
+
+
+def group_accuracy_maps(records: list[dict[str, Any]], folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Per dataset x ratio, ``group_accuracy_<dataset>_<r>pct.png``: for each method a heatmap of test
+    accuracy (%) per (target, bias) cell, mean over seeds; empty cells blank. Returns file -> method ->
+    the matrix drawn (rows targets, columns bias labels)."""
+    drawn: dict[str, dict[str, np.ndarray]] = {}
+    for (dataset, ratio), methods in _per_cell(records).items():
+        maps = {m: _mean_matrix([r["test_group_acc"] for r in runs if r.get("test_group_acc")]) * 100
+                for m, runs in methods.items() if any(r.get("test_group_acc") for r in runs)}
+        if not maps:
+            continue
+        fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
+        for ax, (method, matrix) in zip(axes[0], maps.items(), strict=True):
+            image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+            ax.set_title(method)
+            ax.set_xlabel("bias label")
+            ax.set_ylabel("target")
+            ax.set_xticks(range(matrix.shape[1]))
+            ax.set_yticks(range(matrix.shape[0]))
+            ax.tick_params(labelsize=6)
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="test accuracy (%)")
+        fig.suptitle(f"Test accuracy per (target, bias) cell, {dataset} {ratio * 100:g}%", fontsize=9)
+        name = f"group_accuracy_{_file_tag(dataset, ratio)}.png"
+        fig.savefig(folder / name, dpi=120)
+        plt.close(fig)
+        drawn[name] = maps
+    return drawn
+
+
+def conflict_pr_curves(records: list[dict[str, Any]], folder: Path) -> dict[str, dict[str, list[float]]]:
+    """Per dataset x ratio, ``conflict_pr_<dataset>_<r>pct.png``: precision against recall of ranking the
+    bias-conflicting training samples first, each method's own signal (solid) and its training-loss
+    baseline (dashed), mean precision over seeds at each recall level. Returns file -> label -> precisions."""
+    drawn: dict[str, dict[str, list[float]]] = {}
+    for (dataset, ratio), methods in _per_cell(records).items():
+        curves: dict[str, tuple[list[float], list[float], str]] = {}
+        for method, runs in methods.items():
+            detections = [(r.get("diagnostics") or {}).get("conflict_detection") or {} for r in runs]
+            for signal in dict.fromkeys(s for d in detections for s in d):
+                points = [d[signal]["pr_curve"] for d in detections if (d.get(signal) or {}).get("pr_curve")]
+                if points:
+                    recall = [p[0] for p in points[0]]
+                    precision = np.mean([[p[1] for p in curve] for curve in points], axis=0).tolist()
+                    curves[f"{method}: {signal}"] = (recall, precision, "--" if signal == "train_loss" else "-")
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for label, (recall, precision, style) in curves.items():
+            ax.plot(recall, precision, style, label=label, linewidth=1.2 if style == "-" else 0.8)
+        ax.set_xlabel("recall of bias-conflicting training samples")
+        ax.set_ylabel("precision")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"Conflict detection, {dataset} {ratio * 100:g}% (dashed: training-loss baseline)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        name = f"conflict_pr_{_file_tag(dataset, ratio)}.png"
+        fig.savefig(folder / name, dpi=130)
+        plt.close(fig)
+        drawn[name] = {label: precision for label, (_, precision, _) in curves.items()}
+    return drawn

@@ -6,7 +6,9 @@ from typing import Any
 
 import pandas as pd
 
+from reporting.diagnostics import render_bias_probe, render_conflict_detection
 from reporting.published import render_comparison
+from reporting.significance import render_seed_statistics
 from reporting.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing, selection_rules
 
 PLOTS = {
@@ -15,6 +17,18 @@ PLOTS = {
                            "test accuracy at the oracle's evaluations, selected on test)",
     "time_per_phase.png": "Seconds per phase, mean over runs",
 }
+
+
+def plot_caption(name: str) -> str | None:
+    """The caption of a plot file written by ``reporting.plots``; None for a file it does not know."""
+    if name in PLOTS:
+        return PLOTS[name]
+    for prefix, caption in (("group_accuracy_", "Test accuracy per (target, bias) cell, mean over seeds"),
+                            ("conflict_pr_", "Conflict detection: precision against recall of bias-conflicting "
+                                             "training samples")):
+        if name.startswith(prefix) and name.endswith("pct.png"):
+            return f"{caption}, {name[len(prefix):-len('pct.png')].replace('_', ' ')} %"
+    return None
 
 
 def _bullets(values: list[str]) -> str:
@@ -50,7 +64,10 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
         "## Accuracy", render_markdown(records),
         "## Ours against published numbers", render_comparison(records, published),
         "## Timing", render_timing(records),
-        "## Plots", "\n\n".join(f"![{PLOTS[p]}]({p})" for p in plots if p in PLOTS) or "(none)",
+        "## Across seeds", render_seed_statistics(records),
+        "## Diagnostics", "### Conflict detection", render_conflict_detection(records),
+        "### Bias probe", render_bias_probe(records),
+        "## Plots", "\n\n".join(f"![{plot_caption(p)}]({p})" for p in plots if plot_caption(p)) or "(none)",
         "## How to rerun", "Command(s):", _bullets(commands), "Git commit(s):", _bullets(commits),
         "## Environment", _bullets(environments),
         "## Data and selection", "Dataset fingerprints (hash of generation parameters and arrays):",
