@@ -179,8 +179,11 @@ def train_and_evaluate(
         selected = evaluate_split(data.test)
     phases["eval"] = phases.get("eval", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
-    with autocast(), inference_layout(method.models):
-        diagnostics = run_diagnostics(method, data.train, data.test)
+    try:
+        with autocast(), inference_layout(method.models):
+            diagnostics = run_diagnostics(method, data.train, data.test)
+    except Exception as error:  # an analysis that fails must not cost the run its results
+        diagnostics = {"error": f"{type(error).__name__}: {error}"}
     phases["diagnostics"] = time.perf_counter() - start
     phases.update(method.phase_seconds)
     train_seconds = sum(phases[stage.name] for stage in stages if stage.name in phases)

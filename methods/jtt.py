@@ -15,7 +15,15 @@ so a sample of E is seen 1 + lambda_up times.
 Defaults: the official repository has no Colored MNIST setting; T = 10 epochs and lambda_up = 30 follow
 a PGD-derived codebase's Colored MNIST runs. Stage 2 uses the dataset's full schedule; stage 1 uses the
 same optimiser and LR schedule, cut at T epochs. With a shorter ``--epochs``, T scales with it.
-On ``cmnist-lff`` the defaults are chosen by validation; see ``DATASET_HPARAMS`` and its comment.
+On ``cmnist-lff`` (the authors' input scale) the defaults are T = 20 and lambda_up = 300, chosen by
+validation: a grid T in {10, 20} x lambda_up in {30, 100, 300}, each run once (seed 0) at 0.5 % and 1 % on
+the held-out split (``cmnist-lff.split=holdout``, 54k / 6k), ranked by the last-epoch accuracy on the
+validation split's bias-conflicting samples, averaged over both ratios -- JTT's paper tunes on the
+validation split's group accuracy; its worst group is undefined here, where 6k validation images hold
+only 31 or 60 conflicting ones over 90 cells. T = 20 / 300 scored 41.9 and 55.0 %, the runner-up T = 10 /
+300 45.2 and 43.3 %; the test split took no part. The winner sits at the grid's edge (lambda_up = 300),
+and T = 1 (the former default) gives an error set of half the training set (28.5k of 54k images at 1 %,
+seen in a probe run), when the MLP on inputs in [0, 1/255] has learnt neither colour nor digit yet.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ class JTT(TwoStageMethod):
     SECOND: ClassVar[str] = "upweighted"
     HPARAM_SPACE: ClassVar[dict] = {"T": IntUniform(1, 20), "lambda_up": Choice((5, 10, 20, 30, 50, 100))}
     HPARAMS: ClassVar[dict] = {"T": 10, "lambda_up": 30, "error_set": "online"}
-    DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"T": 1}}
+    DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"T": 20, "lambda_up": 300}}
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "T")
 
     def setup(self) -> None:

@@ -58,7 +58,7 @@ def test_unknown_names_and_impossible_inputs_are_one_line_errors():
     with pytest.raises(ModelError, match=r"unknown timm model 'nope'; list names with: python -c") as error:
         build_model("timm/nope", 10, SHAPE)
     assert "\n" not in str(error.value)
-    with pytest.raises(ModelError, match="cannot take 3x28x28 inputs: .*divisible by patch size"):
+    with pytest.raises(ModelError, match=r"cannot take 3x28x28 inputs: .*divisible by patch size"):
         check_model("timm/test_vit", 10, SHAPE)
     with pytest.raises(ModelError, match="pretrained weights exist for timm/<name> models only"):
         build_model("mlp", 10, SHAPE, pretrained=True)
