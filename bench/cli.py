@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import os
 import shlex
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bench.checkpoint import FOLDER as CHECKPOINTS
+from bench.checkpoint import remove_checkpoints
 from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
-from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options, split_dataset_sets
-from bench.launcher import LAUNCHERS, RayOptions, run_all
+from bench.hparams import PRESETS
+from bench.launcher import RayOptions, run_all
+from bench.listing import list_command
+from bench.plan import UsageError, plan
+from bench.plugins import PluginError, load_plugins
 from bench.runner import RunPaths, RunSpec, load_data
+from bench.sweep_lock import SweepLock, SweepLocked
 from datasets import DATASETS, DataError
 from methods import METHODS
-from models import ModelError, check_model
 from reporting.plots import (
     accuracy_vs_ratio,
     conflict_pr_curves,
@@ -32,41 +38,7 @@ from reporting.records import append_record, read_records, write_text_atomic
 from reporting.report import render_report
 from reporting.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 
-DEFAULT_RATIOS = "0.005,0.01,0.05"
 EXIT_FAILED = 100  # exit code 100 + N: N runs failed (2: bad input)
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported as one line, exit code 2, nothing written."""
-
-
-def _names(value: str, registry: dict, kind: str) -> list[str]:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in registry]
-    if unknown or not names:
-        raise UsageError(f"unknown {kind} {', '.join(unknown) or '(none)'}; valid: {', '.join(registry)}")
-    return list(dict.fromkeys(names))
-
-
-def _ratios(value: str) -> list[float]:
-    try:
-        ratios = [float(r) for r in value.split(",") if r.strip()]
-    except ValueError:
-        raise UsageError(f"--ratios {value!r}: expected comma-separated numbers in (0, 1)") from None
-    bad = [r for r in ratios if not 0 < r < 1]
-    if bad or not ratios:
-        raise UsageError(f"--ratios: each bias ratio must be in (0, 1), got {value!r}")
-    return list(dict.fromkeys(ratios))
-
-
-def _seeds(value: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {value!r}: expected comma-separated integers") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise UsageError(f"--seeds {value!r}: expected non-negative integers")
-    return list(dict.fromkeys(seeds))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark debiasing methods on synthetic-bias datasets. With no flags: the quick "
         "preset, every method on cmnist at 0.5/1/5 %%, seed 0.",
     )
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(METHODS)} and plugins' "
+                        "methods (default: every registered method)")
     parser.add_argument("--datasets", default="cmnist", help=f"comma list of {', '.join(DATASETS)}")
-    parser.add_argument("--ratios", default=DEFAULT_RATIOS, help="bias-conflicting fractions in (0, 1)")
+    parser.add_argument("--ratios", default=None,
+                        help="bias-conflicting fractions in (0, 1) (default: each dataset's published columns)")
     parser.add_argument("--seeds", default="0", help="comma list of training seeds")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (overrides the preset)")
     parser.add_argument("--preset", default="quick", help=f"{' or '.join(PRESETS)} (paper: published schedule)")
@@ -101,63 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Ray: GPUs per run, fractions share a GPU (default 1 if this machine has CUDA, else 0)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs per run (default 1)")
     parser.add_argument("--max-retries", type=int, default=2, help="Ray: retries of a run whose worker is lost")
+    parser.add_argument("--plugins", action="append", default=[], metavar="SPEC",
+                        help="import a module (name) or a .py file (path) that registers methods or datasets "
+                             "(repeatable); installed packages' debias_bench.methods / .datasets entry points too")
+    parser.add_argument("--checkpoint-every", default="auto", metavar="WHEN",
+                        help="in-run checkpoints under OUT/checkpoints, for resuming a killed run: auto (stage "
+                             "starts and epoch ends, spaced to cost under 5 %%), epoch (every epoch end), N "
+                             "(also every N optimiser steps) or off (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
-
-
-def plan(args: argparse.Namespace) -> list[RunSpec]:
-    """Validate the arguments and return the runs of the sweep; UsageError on bad input."""
-    methods = _names(args.methods, METHODS, "method")
-    datasets = _names(args.datasets, DATASETS, "dataset")
-    ratios = _ratios(args.ratios)
-    seeds = _seeds(args.seeds)
-    if args.preset not in PRESETS:
-        raise UsageError(f"unknown preset {args.preset}; valid: {', '.join(PRESETS)}")
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
-    if args.hparams_seed < 0:
-        raise UsageError("--hparams-seed must be >= 0")
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    if args.launcher not in LAUNCHERS:
-        raise UsageError(f"unknown launcher {args.launcher}; valid: {', '.join(LAUNCHERS)}")
-    if args.launcher == "ray" and importlib.util.find_spec("ray") is None:
-        raise UsageError("--launcher ray needs Ray: pip install '.[ray]'")
-    try:
-        sets = parse_sets(args.sets)
-        unknown = [s for s in sets if s not in METHODS and s not in DATASETS]
-        if unknown:
-            raise UsageError(
-                f"--set {unknown[0]}.*: unknown scope; valid: {', '.join([*METHODS, *DATASETS])}"
-            )
-        scoped = {d: split_dataset_sets(DATASETS[d], sets.get(d, {})) for d in datasets}
-        options = {d: resolve_options(DATASETS[d], scoped[d][0]) for d in datasets}
-        hparams = {
-            (m, d, r): resolve_hparams(METHODS[m], DATASETS[d], r, args.preset, args.epochs, sets.get(m, {}),
-                                       args.hparams_seed, dataset_sets=scoped[d][1])
-            for m in methods for d in datasets for r in ratios
-        }
-        models = {(hp["model"], d, bool(hp.get("pretrained", False))) for (_, d, _), hp in hparams.items()}
-        for model, d, pretrained in sorted(models):
-            check_model(model, DATASETS[d].num_classes, DATASETS[d](options[d]).model_input_shape(), pretrained)
-    except (HparamError, ModelError) as error:
-        raise UsageError(str(error)) from None
-    for d in datasets:
-        if DATASETS[d](options[d]).has_validation():
-            continue
-        hint = f"hold one out with --set {d}.split=holdout" if "split" in options[d] else "it holds none out"
-        if args.hparams_seed > 0:
-            raise UsageError(f"--hparams-seed chooses among draws by validation loss, but {d} with these options "
-                             f"has no validation split; {hint}")
-        for (m, dataset, _), hp in hparams.items():
-            if dataset == d and hp.get("selection") == "best_valid_loss":
-                raise UsageError(f"{m} selects by best_valid_loss, but {d} with these options has no validation "
-                                 f"split; {hint}, or --set {m}.selection=last_epoch")
-    engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
-    return [
-        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed)
-        for d in datasets for r in ratios for m in methods for s in seeds
-    ]
 
 
 def prepare_data(specs: list[RunSpec], paths: RunPaths) -> None:
@@ -183,7 +109,7 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
             draw(records, out / name)
             plots.append(name)
         plots += list(group_accuracy_maps(records, out)) + list(conflict_pr_curves(records, out))
-    write_text_atomic(out / "report.md", render_report(records, plots, published))
+    write_text_atomic(out / "report.md", render_report(records, plots, published, out))
     return table
 
 
@@ -205,26 +131,74 @@ def report(argv: list[str]) -> int:
     return 0
 
 
+def check_out(out: Path) -> Path:
+    """Refuse an ``--out`` that cannot be a writable folder, before anything is written anywhere."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not writable")
+    return out
+
+
+def create_out(out: Path) -> None:
+    """Create ``out`` and prove a file can be written in it; on failure remove what was created."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        for folder in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise UsageError(f"--out {out}: cannot write there ({error.strerror or error})") from None
+
+
+def checkpoint_every(text: str) -> tuple[bool, int | None]:
+    """``--checkpoint-every``: (enabled, every_steps) as ``bench.trainer.Checkpointing`` takes them."""
+    named = {"auto": (True, None), "epoch": (True, 0), "off": (False, None)}
+    if text in named:
+        return named[text]
+    if text.isdigit() and int(text) > 0:
+        return True, int(text)
+    raise UsageError(f"--checkpoint-every {text}: must be auto, epoch, off or a positive number of steps")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
         return report(argv[1:])
+    if argv[:1] == ["list"]:
+        return list_command(argv[1:])
     args = build_parser().parse_args(argv)
+    command = shlex.join(["python", "run_bench.py", *argv])
     try:
+        plugins = tuple(plugin.spec for plugin in load_plugins(args.plugins))
         specs = plan(args)
         device = resolve_device(args.device)
         gpus = args.gpus_per_run if args.gpus_per_run is not None else float(device.type == "cuda")
         ray_options = RayOptions(args.ray_address, gpus, args.cpus_per_run, args.max_retries)
-        paths = RunPaths(Path(args.data_root), Path(args.cache_dir))
         published = load_published()
+        out = check_out(Path(args.out) if args.out else Path("results") / args.preset)
+        checkpoints, every_steps = checkpoint_every(args.checkpoint_every)
+        paths = RunPaths(Path(args.data_root), Path(args.cache_dir), plugins,
+                         out / CHECKPOINTS if checkpoints else None, every_steps)
         prepare_data(specs, paths)
-    except (UsageError, DeviceError, DataError, PublishedError) as error:
+        create_out(out)
+        with SweepLock(out, command):
+            return sweep(args, specs, paths, device, ray_options, out, published, command)
+    except (UsageError, DeviceError, DataError, PublishedError, PluginError, SweepLocked) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
 
+
+def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, device, ray_options: RayOptions,
+          out: Path, published: pd.DataFrame, command: str) -> int:
+    """Run the pending runs of ``specs`` into ``out`` and render the reports; the exit code."""
     git_commit()  # pin the commit this sweep runs before any run starts
-    out = Path(args.out) if args.out else Path("results") / args.preset
-    out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = {record.get("key") for record in read_records(results)}
     pending = [spec for spec in specs if spec.key not in done]
@@ -234,15 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     progress = not args.no_progress
     finished = run_all(pending, paths, device, args.jobs, progress, args.launcher, ray_options)
-    command = shlex.join(["python", "run_bench.py", *argv])
     for spec, record in tqdm(finished, total=len(pending), desc="sweep", unit="run", disable=not progress):
         record["command"] = command
         append_record(results, record)
+        if paths.checkpoints is not None:
+            remove_checkpoints(paths.checkpoints, spec.key)
         if record["status"] != "ok":
             failures += 1
             tqdm.write(f"run failed: {spec.method} {spec.dataset} r={spec.ratio} seed={spec.seed}: "
                        f"{record['error']}", file=sys.stderr)
 
+    if paths.checkpoints is not None:
+        with contextlib.suppress(OSError):
+            paths.checkpoints.rmdir()  # only when empty: no run of this folder left unfinished
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = read_records(results)

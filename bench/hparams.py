@@ -19,7 +19,7 @@ from typing import Any
 from bench.search import draw
 from datasets import BiasedDataset
 from methods import Method
-from methods.base import LOOP_DEFAULTS
+from methods.base import LOOP_DEFAULTS, LOOP_DOMAINS
 
 PRESETS = ("quick", "paper")
 
@@ -94,7 +94,21 @@ def resolve_hparams(
             if key not in base:
                 raise HparamError(f"--set {scope}.{key}: unknown key; valid: {', '.join(sorted(base))}")
             hp[key] = coerce(value, base[key], f"{scope}.{key}")
+    given = {key: f"--set {dataset.name}.{key}={value}" for key, value in (dataset_sets or {}).items()}
+    given.update({key: f"--set {method.name}.{key}={value}" for key, value in sets.items()})
+    check_domains(method, dataset, hp, given)
     return hp
+
+
+def check_domains(method: type[Method], dataset: type[BiasedDataset], hp: dict[str, Any],
+                  given: dict[str, str]) -> None:
+    """Every value inside the domain declared next to its default; HparamError naming the first one not
+    (``given``: how the command line set a key, to quote it)."""
+    domains = {**LOOP_DOMAINS, **dataset.TRAIN_DOMAINS, **method.HPARAM_DOMAINS}
+    for key, domain in domains.items():
+        if key in hp and not domain.contains(hp[key]):
+            where = given.get(key, f"{method.name}.{key}={hp[key]!r}")
+            raise HparamError(f"{where} on {dataset.name}: must be {domain.describe()}")
 
 
 def training_keys(dataset: type[BiasedDataset]) -> set[str]:
@@ -120,7 +134,7 @@ def resolve_options(dataset: type[BiasedDataset], sets: dict[str, str]) -> dict[
         if key not in options:
             raise HparamError(f"--set {dataset.name}.{key}: unknown key; valid: {', '.join(sorted(options))}")
         options[key] = coerce(value, options[key], f"{dataset.name}.{key}")
-        choices = dataset.OPTION_CHOICES.get(key)
-        if choices is not None and options[key] not in choices:
-            raise HparamError(f"--set {dataset.name}.{key}={value}: valid: {', '.join(choices)}")
+        domain = dataset.OPTION_DOMAINS.get(key)
+        if domain is not None and not domain.contains(options[key]):
+            raise HparamError(f"--set {dataset.name}.{key}={value}: must be {domain.describe()}")
     return options

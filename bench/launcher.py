@@ -5,12 +5,12 @@ Workers only compute: every record comes back to the caller, which alone writes 
 cluster needs no shared filesystem for results (the source data and the dataset cache must be readable
 at the same absolute paths on the workers). A run that fails in its own code is a ``failed`` record, not
 retried; a Ray worker that is lost (killed, crashed, out of memory) is retried ``max_retries`` times and
-then recorded as failed, never dropped.
+then recorded as failed, never dropped. Where the output folder is shared with the workers, a retried
+run continues from its last in-run checkpoint (``OUT/checkpoints``) and its record lists the resumes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -59,17 +59,7 @@ def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: in
             raise
 
 
-# Fault injection for the tests: when set, the first task to start creates this file and kills its own
-# worker process, as a lost machine would.
-CRASH_ONCE = "DEBIAS_BENCH_CRASH_WORKER_ONCE"
-
-
 def _ray_task(spec: RunSpec, paths: RunPaths, use_gpu: bool, threads: int) -> dict[str, Any]:
-    marker = os.environ.get(CRASH_ONCE)
-    if marker:
-        with contextlib.suppress(FileExistsError):
-            Path(marker).touch(exist_ok=False)
-            os._exit(1)
     torch.set_num_threads(threads)
     return execute(spec, paths, torch.device("cuda" if use_gpu else "cpu"), progress=False)
 
@@ -88,7 +78,7 @@ def _ray(specs: list[RunSpec], paths: RunPaths, options: RayOptions) -> Iterator
         num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=options.max_retries
     )(_ray_task)
     threads = max(1, int(options.cpus_per_run))
-    absolute = RunPaths(paths.data_root.resolve(), paths.cache_dir.resolve())
+    absolute = paths.absolute()
     pending = {task.remote(spec, absolute, options.gpus_per_run > 0, threads): spec for spec in specs}
     device = torch.device("cuda" if options.gpus_per_run > 0 else "cpu")
     try:

@@ -11,16 +11,18 @@ import hashlib
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.checkpoint import Checkpointer, code_fingerprint
 from bench.data import DeviceSplit
 from bench.environment import describe, peak_memory_mb
-from bench.trainer import DeviceData, train_and_evaluate
+from bench.plugins import load_plugins, provenance
+from bench.trainer import Checkpointing, DeviceData, train_and_evaluate
 from datasets import DATASETS
 from datasets.cache import load_or_build
 from methods import METHODS, RunContext
@@ -67,6 +69,18 @@ class RunSpec:
 class RunPaths:
     data_root: Path
     cache_dir: Path
+    # ``--plugins`` to import before a run (worker processes and Ray tasks start without them)
+    plugins: tuple[str, ...] = ()
+    # In-run checkpoints (``bench.trainer``): their folder (None: none), and every how many optimiser
+    # steps (None: automatic; 0: each epoch end).
+    checkpoints: Path | None = None
+    checkpoint_every_steps: int | None = None
+
+    def absolute(self) -> RunPaths:
+        """The same paths resolved, for workers that start elsewhere (Ray)."""
+        folder = None if self.checkpoints is None else self.checkpoints.resolve()
+        return replace(self, data_root=self.data_root.resolve(), cache_dir=self.cache_dir.resolve(),
+                       checkpoints=folder)
 
 
 def configure(method, device: torch.device, engine: dict[str, bool]) -> None:
@@ -88,7 +102,20 @@ def load_data(spec: RunSpec, paths: RunPaths):
     return dataset, load_or_build(dataset, paths.data_root, spec.ratio, paths.cache_dir)
 
 
-def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool) -> dict[str, Any]:
+def checkpointing(spec: RunSpec, paths: RunPaths, data_fingerprint: str, device: torch.device,
+                  origin: list[dict[str, Any]]) -> Checkpointing | None:
+    """The run's checkpoints, fingerprinted by its key, its data, the device type and the code (engine,
+    methods, datasets, models and the plugins that define it): any change makes old ones unusable."""
+    if paths.checkpoints is None:
+        return None
+    plugin_hashes = tuple(sorted(json.dumps(entry, sort_keys=True) for entry in origin))
+    identity = json.dumps([spec.key, data_fingerprint, device.type, code_fingerprint(plugin_hashes)])
+    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:20]
+    return Checkpointing(Checkpointer(paths.checkpoints, spec.key, fingerprint), paths.checkpoint_every_steps)
+
+
+def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
+           origin: list[dict[str, Any]]) -> dict[str, Any]:
     start = time.perf_counter()
     dataset, data = load_data(spec, paths)
     channels_last = spec.engine.get("channels_last", False)
@@ -117,10 +144,12 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
     method = METHODS[spec.method](dict(spec.hparams), ctx)
     configure(method, device, spec.engine)
     outcome = train_and_evaluate(method, device_data, generator, progress=progress,
-                                 amp=spec.engine.get("amp", False))
+                                 amp=spec.engine.get("amp", False),
+                                 checkpointing=checkpointing(spec, paths, data.fingerprint, device, origin))
     phases = {"data": data_seconds, **outcome.pop("phases")}
     test = outcome.pop("test")
     samples_per_s = outcome.pop("train_samples_per_s")
+    restored = outcome.pop("restored_wall_s")
     return {
         "dataset_fingerprint": data.fingerprint,
         "dataset_sizes": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
@@ -129,7 +158,8 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool)
         "oracle_test_acc": outcome["oracle"].get("test_acc"),
         **outcome,
         "timing": {
-            "total_s": time.perf_counter() - start,
+            # Work done: this process's time plus, after a resume, the time up to the checkpoint.
+            "total_s": time.perf_counter() - start + restored,
             "phases_s": phases,
             "train_samples_per_s": samples_per_s,
             "peak_memory_mb": peak_memory_mb(device),
@@ -153,7 +183,11 @@ def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool
     an error, non-finite losses, running out of memory -- becomes a failed record with the error."""
     record: dict[str, Any] = {"key": spec.key, **asdict(spec)}
     try:
-        record.update(_train(spec, paths, device, progress))
+        load_plugins(paths.plugins)
+        origin = provenance(spec.method, spec.dataset)
+        if origin:
+            record["plugins"] = origin
+        record.update(_train(spec, paths, device, progress, origin))
         record["status"] = "ok"
     except Exception as error:
         record["status"] = "failed"

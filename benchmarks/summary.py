@@ -27,6 +27,11 @@ def summary_lines(report: dict) -> list[str]:
         elif name == "test_diagnostics_cost":
             lines.append(f"diagnostics_seconds_cmnist: {median:.2f}")
             lines.append(f"diagnostics_fraction_of_paper_run: {extra['fraction_of_paper_run']:.4f}")
+        elif name in ("test_checkpoint_cost_conv", "test_checkpoint_cost_resnet18"):
+            net = name.rsplit("_", 1)[1]
+            lines.append(f"checkpoint_seconds_{net}: {median:.3f}")
+            lines.append(f"checkpoint_mb_{net}: {extra['bytes'] / 1e6:.1f}")
+            lines.append(f"checkpoint_fraction_of_epoch_{net}: {extra['fraction_of_epoch']:.4f}")
         elif name == "test_jobs_throughput_gain":
             lines.append(f"jobs{extra['jobs']}_throughput_gain: {extra['gain']:.2f}")
     return lines

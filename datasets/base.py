@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from spaces import Domain, OneOf
+from spaces.domains import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, UNIT_CLOSED_OPEN, UNIT_OPEN_CLOSED
+
 SPLITS = ("train", "valid", "test")
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -65,6 +68,9 @@ class BiasedDataset:
     """
 
     name: ClassVar[str]
+    PAPER: ClassVar[str] = ""  # the protocol's source, shown by ``run_bench.py list``
+    # Bias ratios of the literature's columns: the default of ``--ratios``.
+    RATIOS: ClassVar[tuple[float, ...]] = (0.005, 0.01, 0.05)
     num_classes: ClassVar[int]
     input_shape: ClassVar[tuple[int, int, int]]
     PROTOCOL_VERSION: ClassVar[int] = 1
@@ -73,12 +79,28 @@ class BiasedDataset:
         "train_size": 0,
         "eval_size": 0,
     }
-    # Allowed values of string options, checked before any run starts.
-    OPTION_CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]]
     QUICK: ClassVar[dict[str, Any]] = {}
     # Search distributions of training keys for --hparams-seed (bench.search).
     TRAIN_SPACE: ClassVar[dict[str, Any]] = {}
+    # The values each training key may take, checked before any run starts.
+    TRAIN_DOMAINS: ClassVar[dict[str, Domain]] = {
+        "optimizer": OneOf(("adam", "sgd")),
+        "lr": POSITIVE,
+        "momentum": UNIT_CLOSED_OPEN,
+        "weight_decay": NON_NEGATIVE,
+        "batch_size": POSITIVE_INT,
+        "epochs": POSITIVE_INT,
+        "lr_decay_step": NON_NEGATIVE_INT,
+        "lr_decay_gamma": UNIT_OPEN_CLOSED,
+        "selection": OneOf(("best_valid_loss", "last_epoch")),
+    }
+    # The values each option may take, checked before any run starts.
+    OPTION_DOMAINS: ClassVar[dict[str, Domain]] = {
+        "data_seed": NON_NEGATIVE_INT,
+        "train_size": NON_NEGATIVE_INT,
+        "eval_size": NON_NEGATIVE_INT,
+    }
     # Per-channel (mean, std) applied to model inputs after augmentation, or None.
     NORMALIZE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]] | None] = None
 

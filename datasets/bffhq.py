@@ -25,11 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.search import LogUniform
 from datasets.augment import CropFlipAugmentation
 from datasets.base import Augmentation, BiasedDataset, DataError, Split
 from datasets.cifar_source import CIFAR10_STATS
 from datasets.registry import register_dataset
+from spaces import Domain, LogUniform
+from spaces.domains import POSITIVE_INT
 
 WHERE = ("BFFHQ is distributed by the DFA authors (kakaoenterprise/Learning-Debiased-Disentangled, a Google "
          "Drive link in its README); unpack it so that {root}/bffhq/0.5pct/align, {root}/bffhq/0.5pct/conflict, "
@@ -81,6 +82,7 @@ def listing_id(paths: list[Path]) -> str:
 @register_dataset
 class BFFHQ(BiasedDataset):
     name: ClassVar[str] = "bffhq"
+    PAPER: ClassVar[str] = "BFFHQ, DFA's release (Lee et al., NeurIPS 2021)"
     num_classes: ClassVar[int] = 2
     input_shape: ClassVar[tuple[int, int, int]] = (3, SIZE, SIZE)
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -103,6 +105,7 @@ class BFFHQ(BiasedDataset):
     RATIOS: ClassVar[tuple[float, ...]] = (0.005,)
     # image_size: the side images are resized to on the device (DFA: 224; smaller for quick tests).
     OPTIONS: ClassVar[dict[str, Any]] = {**BiasedDataset.OPTIONS, "image_size": SIZE}
+    OPTION_DOMAINS: ClassVar[dict[str, Domain]] = {**BiasedDataset.OPTION_DOMAINS, "image_size": POSITIVE_INT}
 
     @staticmethod
     def folders(root: Path) -> dict[str, list[Path]]:

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench.search import LogUniform
 from datasets.augment import CropFlipAugmentation
 from datasets.base import Augmentation, BiasedDataset, DataError, Split
 from datasets.bias_labels import exact_bias_labels
 from datasets.cifar_source import CIFAR10_STATS, check_cifar10, load_cifar10, source_id
 from datasets.corruptions import CORRUPTION_TYPES, frost_dir
 from datasets.registry import register_dataset
+from spaces import Domain, LogUniform, OneOf
+from spaces.domains import NON_NEGATIVE_INT
 
 TRAIN_FRACTION = 0.9
 TEST_ALIGNED_FRACTION = 0.1
@@ -64,6 +65,10 @@ def corrupt_all(images: np.ndarray, biases: np.ndarray, keys: list[tuple[int, ..
 @register_dataset
 class CorruptedCIFAR10(BiasedDataset):
     name: ClassVar[str] = "cifar10c"
+    PAPER: ClassVar[str] = (
+        "Corrupted CIFAR-10, LfF protocol (Nam et al., NeurIPS 2020), DFA's setting (Lee et al., NeurIPS 2021)"
+    )
+    RATIOS: ClassVar[tuple[float, ...]] = (0.005, 0.01, 0.02, 0.05)
     num_classes: ClassVar[int] = 10
     input_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
     PROTOCOL_VERSION: ClassVar[int] = 1
@@ -73,6 +78,12 @@ class CorruptedCIFAR10(BiasedDataset):
         "corruption_type": "type0",
         "source": "",
         "workers": 0,
+    }
+    OPTION_DOMAINS: ClassVar[dict[str, Domain]] = {
+        **BiasedDataset.OPTION_DOMAINS,
+        "severity": OneOf((1, 2, 3, 4)),
+        "corruption_type": OneOf(tuple(CORRUPTION_TYPES)),
+        "workers": NON_NEGATIVE_INT,
     }
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "model": "resnet18",

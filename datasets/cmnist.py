@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bench.search import LogUniform
 from datasets.augment import PGDColoredMNISTAugmentation
 from datasets.base import Augmentation, BiasedDataset, Split
 from datasets.mnist import ensure_mnist, load_mnist
 from datasets.registry import register_dataset
+from spaces import LogUniform
 
 COLORS = np.array(
     [
@@ -69,6 +69,7 @@ def colorize(gray: np.ndarray, biases: np.ndarray, rng: np.random.Generator, chu
 @register_dataset
 class ColoredMNIST(BiasedDataset):
     name: ClassVar[str] = "cmnist"
+    PAPER: ClassVar[str] = "Colored MNIST, PGD protocol (Ahn, Kim & Yun, ICLR 2023)"
     num_classes: ClassVar[int] = 10
     input_shape: ClassVar[tuple[int, int, int]] = (3, 28, 28)
     # PGD's official cmnist setting (reference notes): CONV net, SGD, StepLR 0.1 every 40 of 100 epochs.

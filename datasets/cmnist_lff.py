@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.search import LogUniform
 from datasets.base import BiasedDataset, Split
 from datasets.bias_labels import exact_bias_labels
 from datasets.mnist import ensure_mnist, load_mnist
 from datasets.registry import register_dataset
+from spaces import Domain, LogUniform, OneOf
 
 MEAN_COLORS = np.array(
     [
@@ -61,14 +61,21 @@ def colorize(gray: np.ndarray, biases: np.ndarray, std: float, rng: np.random.Ge
 @register_dataset
 class ColoredMNISTLfF(BiasedDataset):
     name: ClassVar[str] = "cmnist-lff"
+    PAPER: ClassVar[str] = (
+        "Colored MNIST, LfF protocol as the LfF and DFA code runs it "
+        "(Nam et al., NeurIPS 2020; Lee et al., NeurIPS 2021)"
+    )
+    RATIOS: ClassVar[tuple[float, ...]] = (0.005, 0.01, 0.02, 0.05)
     num_classes: ClassVar[int] = 10
     input_shape: ClassVar[tuple[int, int, int]] = (3, 28, 28)
     OPTIONS: ClassVar[dict[str, Any]] = {
         **BiasedDataset.OPTIONS, "severity": 4, "split": "lff", "input_scale": "authors",
     }
-    OPTION_CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "split": ("lff", "holdout"),
-        "input_scale": ("authors", "unit"),
+    OPTION_DOMAINS: ClassVar[dict[str, Domain]] = {
+        **BiasedDataset.OPTION_DOMAINS,
+        "severity": OneOf(tuple(SEVERITY_STD)),
+        "split": OneOf(("lff", "holdout")),
+        "input_scale": OneOf(("authors", "unit")),
     }
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "model": "mlp",

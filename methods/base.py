@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from models import Classifier, build_model
+from spaces import Domain, OneOf
+from spaces.domains import NON_NEGATIVE_INT
 
 
 def inference_batch_size(device: torch.device) -> int:
@@ -66,6 +68,12 @@ LOOP_DEFAULTS: dict[str, Any] = {
     # Start every model from its pretrained weights (``timm/<name>`` models only; the published
     # protocols train from scratch).
     "pretrained": False,
+}
+LOOP_DOMAINS: dict[str, Domain] = {
+    "iterations": NON_NEGATIVE_INT,
+    "drop_last": OneOf((True, False)),
+    "oracle_every_steps": NON_NEGATIVE_INT,
+    "pretrained": OneOf((True, False)),
 }
 
 
@@ -131,14 +139,21 @@ class Method:
     """Base class. Subclasses set ``name`` and implement ``setup``, ``update`` and ``predict``."""
 
     name: ClassVar[str]
+    PAPER: ClassVar[str] = ""  # the citation ``run_bench.py list`` shows; default: the module docstring's first line
     HPARAMS: ClassVar[dict[str, Any]] = {}
     # Keyed by dataset name, or by (dataset name, ratio) for settings the papers tune per bias ratio.
     DATASET_HPARAMS: ClassVar[dict[str | tuple[str, float], dict[str, Any]]] = {}
     # Search distributions for --hparams-seed (bench.search), declared next to the defaults.
     HPARAM_SPACE: ClassVar[dict[str, Any]] = {}
+    # The values each hyperparameter may take (``spaces.domains``), checked before any run starts.
+    HPARAM_DOMAINS: ClassVar[dict[str, Domain]] = {}
     # Hyperparameters that measure the schedule's length (in epochs or in steps): a shorter ``--epochs``
     # schedule (or the quick preset) scales them proportionally.
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = ("lr_decay_step",)
+    # Attributes holding the method's own training state beyond its models, optimisers and schedules
+    # (per-sample EMAs, scores, error sets, step counters): saved in in-run checkpoints and restored on
+    # resume. Each is a tensor, a plain value, None, or an object with ``state_dict``/``load_state_dict``.
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, hparams: dict[str, Any], ctx: RunContext):
         self.hp = hparams
@@ -263,3 +278,33 @@ class Method:
 
     def restore(self, state: dict[str, torch.Tensor]) -> None:
         self.models.load_state_dict(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's whole training state, for in-run checkpoints (``bench.checkpoint``)."""
+        attrs = {}
+        for name in self.STATE_ATTRS:
+            value = getattr(self, name)
+            attrs[name] = value.state_dict() if hasattr(value, "state_dict") else value
+        return {
+            "models": self.models.state_dict(),
+            "optimizers": {key: opt.state_dict() for key, opt in self.optimizers.items()},
+            "schedulers": {key: sched.state_dict() for key, sched in self.schedulers.items()},
+            "phase_seconds": dict(self.phase_seconds),
+            "attrs": attrs,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output (loaded on the CPU: tensors move to the run's device)."""
+        self.models.load_state_dict(state["models"])
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        for key, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][key])
+        self.phase_seconds = dict(state["phase_seconds"])
+        device = self.ctx.device
+        for name, value in state["attrs"].items():
+            current = getattr(self, name)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(value)
+            else:
+                setattr(self, name, value.to(device) if isinstance(value, torch.Tensor) else value)

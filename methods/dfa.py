@@ -38,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.search import Choice, LogUniform
 from methods.base import Batch, Method, Stage
 from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.registry import register_method
+from spaces import Choice, LogUniform, OneOf
+from spaces.domains import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, UNIT_CLOSED_OPEN, UNIT_OPEN_CLOSED
 
 DFA_CMNIST = {"lambda_dis_align": 10.0, "lambda_swap_align": 10.0, "lambda_swap": 1.0}
 # The authors' loop on each of their datasets: 50k iterations, drop_last, their iteration LR decay.
@@ -67,6 +68,10 @@ def swap_features(z_i: torch.Tensor, z_b: torch.Tensor, perm: torch.Tensor) -> t
 @register_method
 class DFA(Method):
     name: ClassVar[str] = "dfa"
+    PAPER: ClassVar[str] = (
+        "Lee, Kim, Lee, Lee & Choo, Learning Debiased Representation via Disentangled Feature Augmentation, "
+        "NeurIPS 2021"
+    )
     HPARAM_SPACE: ClassVar[dict] = {
         "lambda_dis_align": LogUniform(1.0, 20.0),
         "lambda_swap_align": LogUniform(1.0, 20.0),
@@ -94,7 +99,13 @@ class DFA(Method):
         "bffhq": {"lambda_dis_align": 2.0, "lambda_swap_align": 2.0, "lambda_swap": 0.1, **AUTHORS_BUDGET,
                   "dfa_lr_gamma": 0.1},
     }
+    HPARAM_DOMAINS: ClassVar[dict] = {
+        "q": UNIT_OPEN_CLOSED, "ema_alpha": UNIT_CLOSED_OPEN, "lambda_dis_align": NON_NEGATIVE,
+        "lambda_swap_align": NON_NEGATIVE, "lambda_swap": NON_NEGATIVE, "curriculum_step": NON_NEGATIVE_INT,
+        "lr_schedule": OneOf(("shared", "dfa")), "dfa_lr_decay_step": POSITIVE_INT, "dfa_lr_gamma": UNIT_OPEN_CLOSED,
+    }
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "curriculum_step", "dfa_lr_decay_step")
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ("ema_i", "ema_b", "step")
 
     def setup(self) -> None:
         if self.hp["lr_schedule"] not in ("shared", "dfa"):

@@ -14,6 +14,7 @@ from methods.registry import register_method
 @register_method
 class ERM(Method):
     name: ClassVar[str] = "erm"
+    PAPER: ClassVar[str] = 'Empirical risk minimisation ("Vanilla" in the debiasing papers)'
 
     def setup(self) -> None:
         self.add_model("model", self.new_model())

@@ -32,10 +32,11 @@ from typing import ClassVar
 
 import torch
 
-from bench.search import Choice, IntUniform
 from methods.base import Batch, Method, Sampling, Stage, TrainView, inference_batch_size, inference_layout
 from methods.registry import register_method
 from methods.two_stage import TwoStageMethod
+from spaces import Choice, IntUniform, OneOf
+from spaces.domains import NON_NEGATIVE_INT, POSITIVE_INT
 
 ERROR_SETS = ("online", "eval")
 
@@ -58,12 +59,16 @@ def upsampled_indices(n: int, errors: torch.Tensor, lambda_up: int) -> torch.Ten
 @register_method
 class JTT(TwoStageMethod):
     name: ClassVar[str] = "jtt"
+    PAPER: ClassVar[str] = "Liu, Haghgoo, Chen, Raghunathan, Koh, Sagawa, Liang & Finn, Just Train Twice, ICML 2021"
     FIRST: ClassVar[str] = "identify"
     SECOND: ClassVar[str] = "upweighted"
     HPARAM_SPACE: ClassVar[dict] = {"T": IntUniform(1, 20), "lambda_up": Choice((5, 10, 20, 30, 50, 100))}
     HPARAMS: ClassVar[dict] = {"T": 10, "lambda_up": 30, "error_set": "online"}
+    HPARAM_DOMAINS: ClassVar[dict] = {"T": POSITIVE_INT, "lambda_up": NON_NEGATIVE_INT, "error_set": OneOf(ERROR_SETS)}
     DATASET_HPARAMS: ClassVar[dict] = {"cmnist-lff": {"T": 20, "lambda_up": 300}}
     EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "T")
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = (*TwoStageMethod.STATE_ATTRS, "upsampled", "errors", "error_count",
+                                              "wrong_this_epoch", "wrong_last_epoch")
 
     def setup(self) -> None:
         super().setup()

@@ -23,17 +23,21 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from bench.search import Uniform
 from methods.base import Batch, Method
 from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.registry import register_method
+from spaces import Uniform
+from spaces.domains import UNIT_CLOSED_OPEN, UNIT_OPEN_CLOSED
 
 
 @register_method
 class LfF(Method):
     name: ClassVar[str] = "lff"
+    PAPER: ClassVar[str] = "Nam, Cha, Ahn, Lee & Shin, Learning from Failure, NeurIPS 2020"
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "ema_alpha": Uniform(0.5, 0.9)}
     HPARAMS: ClassVar[dict] = {"q": 0.7, "ema_alpha": 0.7}
+    HPARAM_DOMAINS: ClassVar[dict] = {"q": UNIT_OPEN_CLOSED, "ema_alpha": UNIT_CLOSED_OPEN}
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ("ema_b", "ema_d")
     DATASET_HPARAMS: ClassVar[dict] = {"cmnist": {"selection": "last_epoch"}}
 
     def setup(self) -> None:

@@ -35,6 +35,13 @@ class PerSampleEMA:
         self.values[index] = self.alpha * self.values[index] + (1 - self.alpha * self.seen[index]) * loss
         self.seen[index] = 1.0
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"values": self.values, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.values = state["values"].to(self.values.device)
+        self.seen = state["seen"].to(self.seen.device)
+
     def class_max(self) -> torch.Tensor:
         maxima = torch.zeros(self.num_classes, device=self.values.device)
         return maxima.scatter_reduce(0, self.targets, self.values, reduce="amax", include_self=False)

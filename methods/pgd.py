@@ -26,21 +26,26 @@ from typing import ClassVar
 
 import torch
 
-from bench.search import Choice, Uniform
 from methods.base import Sampling, TrainView
 from methods.losses import generalized_ce
 from methods.pgd_scores import dataset_scores, sampling_probabilities, scoring_batch_size
 from methods.registry import register_method
 from methods.two_stage import TwoStageMethod
+from spaces import Choice, OneOf, Uniform
+from spaces.domains import POSITIVE, UNIT_OPEN_CLOSED
 
 
 @register_method
 class PGD(TwoStageMethod):
     name: ClassVar[str] = "pgd"
+    PAPER: ClassVar[str] = "Ahn, Kim & Yun, Mitigating Dataset Bias by Using Per-sample Gradient, ICLR 2023"
     FIRST: ClassVar[str] = "biased"
     SECOND: ClassVar[str] = "debiased"
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "score_norm_p": Choice((0.7, 1.0, 2.0))}
     HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True, "score_fold_bn": True}
+    HPARAM_DOMAINS: ClassVar[dict] = {"q": UNIT_OPEN_CLOSED, "score_norm_p": POSITIVE,
+                                      "score_augmented": OneOf((True, False)), "score_fold_bn": OneOf((True, False))}
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = (*TwoStageMethod.STATE_ATTRS, "probabilities")
 
     def setup(self) -> None:
         super().setup()

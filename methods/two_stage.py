@@ -14,6 +14,7 @@ from methods.base import Batch, Method, Stage, TrainView
 class TwoStageMethod(Method):
     FIRST: ClassVar[str]
     SECOND: ClassVar[str]
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = ("active",)
 
     def setup(self) -> None:
         self.add_model(self.FIRST, self.new_model())

@@ -34,6 +34,9 @@ def accuracy_vs_ratio(records: list[dict[str, Any]], path: Path, metric: str = "
             ax.fill_between(ratios, means - stds, means + stds, alpha=0.2)
             drawn[f"{dataset}/{method}"] = list(zip(ratios.tolist(), means.tolist(), strict=True))
         ax.set_xscale("log")
+        swept = sorted(set((part["ratio"] * 100).tolist()))
+        ax.set_xticks(swept, [f"{r:g}" for r in swept])  # ticks at the swept ratios only
+        ax.minorticks_off()
         ax.set_xlabel("bias-conflicting ratio (%)")
         ax.set_ylabel("unbiased test accuracy (%)" if metric == "test_acc" else f"{metric} (%)")
         ax.set_title(dataset)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +34,44 @@ def plot_caption(name: str) -> str | None:
     return None
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _relative(path: str) -> str:
+    """An absolute path relative to the checkout (``../`` where outside it); others as given."""
+    return os.path.relpath(path, CHECKOUT) if os.path.isabs(path) else path
+
+
+def portable_command(command: str, folder: Path | None) -> str:
+    """The recorded command with its paths relative to the checkout, and ``--out`` the folder the report
+    sits in (records copied into ``results/`` rerun there), so a committed report names no machine's
+    absolute paths."""
+    tokens = shlex.split(command)
+    out = []
+    for index, token in enumerate(tokens):
+        previous = tokens[index - 1] if index else ""
+        if previous == "--out" and folder is not None:
+            token = _relative(str(Path(folder).resolve()))
+        elif previous == "--set" and "=" in token:
+            key, value = token.split("=", 1)
+            token = f"{key}={_relative(value)}"
+        else:
+            token = _relative(token)
+        out.append(token)
+    return shlex.join(out)
+
+
+def plugin_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Each plugin file with its SHA-256 and how many records ran it: two sums for one path show a rerun
+    with changed plugin code."""
+    counts: dict[tuple[str, str], int] = {}
+    for record in records:
+        for plugin in record.get("plugins") or []:
+            key = (_relative(plugin["path"]), plugin["sha256"])
+            counts[key] = counts.get(key, 0) + 1
+    return [f"{path} (sha256 {digest[:16]}): {n} record(s)" for (path, digest), n in sorted(counts.items())]
+
+
 def _bullets(values: list[str]) -> str:
     return "\n".join(f"- `{v}`" for v in values) if values else "- (not recorded)"
 
@@ -45,9 +86,12 @@ def missing_runs(records: list[dict[str, Any]]) -> list[str]:
             if (m, d, ratio, s) not in ok]
 
 
-def render_report(records: list[dict[str, Any]], plots: list[str], published: pd.DataFrame) -> str:
+def render_report(records: list[dict[str, Any]], plots: list[str], published: pd.DataFrame,
+                  folder: Path | None = None) -> str:
+    """``folder``: where the report is written (the rerun commands' ``--out``)."""
     ok = latest_ok(records)
-    commands = sorted({r["command"] for r in records if r.get("command")})
+    commands = sorted({portable_command(r["command"], folder) for r in records if r.get("command")})
+    plugins = plugin_lines(records)
     commits = sorted({str(r.get("env", {}).get("git_commit")) for r in records})
     environments = sorted({
         f"torch {e.get('torch')}, python {e.get('python')}, {e.get('device')} ({e.get('device_name')}), "
@@ -58,6 +102,9 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
     failed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: {r.get('error')}"
               for r in records if r.get("status") == "failed"]
     missing = missing_runs(records)
+    resumed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: "
+               + "; ".join(f"{e['stage']} after {e['epoch']} epoch(s), step {e['step']}" for e in r["resumed_from"])
+               for r in ok if r.get("resumed_from")]
     parts = [
         "# debias-bench report",
         f"{len(ok)} completed runs, {len(failed)} failed, {len(missing)} missing from the grid.",
@@ -68,12 +115,16 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
         "## Diagnostics", "### Conflict detection", render_conflict_detection(records),
         "### Bias probe", render_bias_probe(records),
         "## Plots", "\n\n".join(f"![{plot_caption(p)}]({p})" for p in plots if plot_caption(p)) or "(none)",
-        "## How to rerun", "Command(s):", _bullets(commands), "Git commit(s):", _bullets(commits),
+        "## How to rerun", "Command(s), paths relative to the checkout:", _bullets(commands),
+        "Git commit(s):", _bullets(commits),
+        *(["Plugins (file, SHA-256, records):", _bullets(plugins)] if plugins else []),
         "## Environment", _bullets(environments),
         "## Data and selection", "Dataset fingerprints (hash of generation parameters and arrays):",
         _bullets(fingerprints), "Model selection (never on the test split):", _bullets(selection),
         "## Failed and missing runs",
         ("Failed:\n" + _bullets(failed)) if failed else "No failed runs.",
         ("Missing (no ok record):\n" + _bullets(missing)) if missing else "No missing runs.",
+        ("Resumed from an in-run checkpoint (same result as uninterrupted):\n" + _bullets(resumed)) if resumed
+        else "No run was resumed from an in-run checkpoint.",
     ]
     return "\n\n".join(parts) + "\n"

@@ -114,9 +114,19 @@ def selection_rules(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def preset_notes(records: list[dict[str, Any]]) -> list[str]:
+    """A line per dataset run with the quick preset: its epochs per stage, and that it is not the papers'."""
+    quick: dict[str, set[int]] = {}
+    for record in latest_ok(records):
+        if record.get("preset") == "quick":
+            quick.setdefault(record["dataset"], set()).add(int((record.get("hparams") or {}).get("epochs", 0)))
+    return [f"Preset quick on {dataset}: {', '.join(map(str, sorted(epochs)))} epoch(s) per stage, a look in minutes, "
+            "not the published schedule (--preset paper)." for dataset, epochs in sorted(quick.items())]
+
+
 def render_markdown(records: list[dict[str, Any]]) -> str:
     summary = summarize(records)
-    parts = []
+    parts = [f"**{note}**\n" for note in preset_notes(records)]
     for metric, title in ACCURACY_METRICS.items():
         table = wide_table(summary, metric)
         if table.empty and metric in ORACLE_METRICS:

@@ -75,8 +75,8 @@ def test_lff_split_trains_on_all_60k_with_exact_counts_and_no_validation(data_ro
 @pytest.mark.parametrize("extra, message", [
     (["--hparams-seed", "1"], "--hparams-seed chooses among draws by validation loss, but cmnist-lff"),
     (["--set", "erm.selection=best_valid_loss"], "erm selects by best_valid_loss, but cmnist-lff"),
-    (["--set", "cmnist-lff.split=all"], "--set cmnist-lff.split=all: valid: lff, holdout"),
-    (["--set", "cmnist-lff.input_scale=255"], "--set cmnist-lff.input_scale=255: valid: authors, unit"),
+    (["--set", "cmnist-lff.split=all"], "--set cmnist-lff.split=all: must be one of lff, holdout"),
+    (["--set", "cmnist-lff.input_scale=255"], "--set cmnist-lff.input_scale=255: must be one of authors, unit"),
 ])
 def test_what_needs_a_validation_split_or_a_known_option_is_refused(tmp_path, capsys, extra, message):
     out = tmp_path / "out"

@@ -118,19 +118,21 @@ def test_hparams_seed_runs_are_separate_and_self_describing(tmp_path, data_root,
 
 @pytest.mark.skipif(ray_missing, reason="Ray is not installed (pip install '.[ray]')")
 @pytest.mark.parametrize("retries, status", [(2, "ok"), (0, "failed")])
-def test_a_lost_ray_worker_is_retried_then_recorded(tmp_path, data_root, cache_dir, retries, status):
+def test_a_lost_ray_worker_is_retried_from_its_checkpoint_then_recorded(tmp_path, data_root, cache_dir, retries,
+                                                                        status):
     import ray
 
-    from bench.launcher import CRASH_ONCE
+    from bench.faults import KILL_AT, KILL_ONCE
 
     marker = tmp_path / "crashed"
+    # The first worker to reach the run's second (last) optimiser step SIGKILLs itself, as a lost machine.
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
              runtime_env={"working_dir": str(ROOT), "excludes": [".venv", ".git", "cache", "results"],
-                          "env_vars": {CRASH_ONCE: str(marker)}})
+                          "env_vars": {KILL_AT: "train:2", KILL_ONCE: str(marker)}})
     try:
         out = tmp_path / "out"
         code = main(args(out, data_root, cache_dir, "--methods", "erm", "--launcher", "ray",
-                         "--max-retries", str(retries)))
+                         "--max-retries", str(retries), "--checkpoint-every", "1"))
     finally:
         ray.shutdown()
     (record,) = read_records(out / "results.jsonl")
@@ -140,3 +142,5 @@ def test_a_lost_ray_worker_is_retried_then_recorded(tmp_path, data_root, cache_d
         assert code == 101 and "after 0 retries" in record["error"]
     else:
         assert code == 0
+        # The retried task continued from the checkpoint of step 1 (the folder is shared here).
+        assert record["resumed_from"] == [{"stage": "train", "epoch": 0, "step": 1, "batch": 1}]

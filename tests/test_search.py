@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from bench.hparams import resolve_hparams
-from bench.search import Choice, IntUniform, LogUniform, Uniform, draw
+from bench.search import draw
 from datasets import DATASETS
 from methods import METHODS
 from reporting.tables import latest_ok, summarize
+from spaces import Choice, IntUniform, LogUniform, Uniform
 
 
 def test_draws_are_deterministic_per_method_dataset_and_seed():
