@@ -18,6 +18,9 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"cmnist_epoch_speedup: {extra['speedup']:.2f}")
         elif name == "test_resnet18_pipeline_efficiency":
             lines.append(f"resnet18_pipeline_efficiency: {extra['efficiency']:.2f}")
+            if "step_seconds" in extra:  # cifar10c's protocol: 176 steps per epoch, 50k iterations (DFA's budget)
+                lines.append(f"cifar10c_erm_epoch_seconds: {extra['step_seconds'] * 176:.2f}")
+                lines.append(f"cifar10c_erm_50k_iterations_projected_s: {extra['step_seconds'] * 50_000:.0f}")
         elif name == "test_resnet18_train_step":
             lines.append(f"resnet18_step_seconds_batch256: {median:.3f}")
         elif name == "test_pgd_scoring_closed_form_vs_loop":
@@ -32,6 +35,11 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"checkpoint_seconds_{net}: {median:.3f}")
             lines.append(f"checkpoint_mb_{net}: {extra['bytes'] / 1e6:.1f}")
             lines.append(f"checkpoint_fraction_of_epoch_{net}: {extra['fraction_of_epoch']:.4f}")
+            if net == "resnet18":
+                lines.append(f"cifar10c_dfa_epoch_seconds: {extra['epoch_seconds']:.2f}")
+                lines.append(f"cifar10c_dfa_50k_iterations_projected_s: {extra['epoch_seconds'] / 176 * 50_000:.0f}")
+        elif name.startswith("test_cuda_syncs_per_step"):
+            lines.append(f"cuda_syncs_per_step_{extra['method']}: {extra['syncs_per_step']:.2f}")
         elif name == "test_jobs_throughput_gain":
             lines.append(f"jobs{extra['jobs']}_throughput_gain: {extra['gain']:.2f}")
     return lines

@@ -26,6 +26,8 @@ from datasets import DATASETS, Split
 from methods import METHODS, Batch, RunContext
 
 CIFAR10C_TRAIN = 45_000
+# $BENCH_SMALL (the GPU check's CPU dry run): a 2k-image stand-in, one timed step, to test the script.
+SMALL = bool(os.environ.get("BENCH_SMALL"))
 
 
 def _sync(device: torch.device) -> None:
@@ -63,7 +65,7 @@ def test_checkpoint_cost_conv(benchmark, cmnist_train, tmp_path):
 def test_checkpoint_cost_resnet18(benchmark, tmp_path):
     device = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
     rng = np.random.default_rng(0)
-    n = CIFAR10C_TRAIN
+    n = 2048 if SMALL else CIFAR10C_TRAIN
     split = DeviceSplit(Split(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n),
                               np.zeros(n, int)), device, DATASETS["cifar10c"].NORMALIZE)
     torch.manual_seed(0)
@@ -74,13 +76,13 @@ def test_checkpoint_cost_resnet18(benchmark, tmp_path):
     index = torch.arange(batch_size, device=device)
     batch = Batch(index, split.inputs(index), split.targets[index])
     method.update(batch)  # warm-up
-    steps = 20 if device.type == "cuda" else 2
+    steps = 20 if device.type == "cuda" else 1 if SMALL else 2
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         method.update(batch)
     _sync(device)
-    epoch_seconds = (time.perf_counter() - start) / steps * math.ceil(n / batch_size)
+    epoch_seconds = (time.perf_counter() - start) / steps * math.ceil(CIFAR10C_TRAIN / batch_size)
 
     training = prepared_training(method, split, tmp_path)
     benchmark.pedantic(training.checkpoint, args=(False,), rounds=3, iterations=1, warmup_rounds=1)

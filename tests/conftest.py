@@ -57,3 +57,17 @@ def genuine_mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+# The CPU always; CUDA where there is one (``pytest -m cuda`` runs only those cases: the GPU check).
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[
+        pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each test that takes it runs on the CPU and, where CUDA exists, on CUDA."""
+    return torch.device(request.param)

@@ -156,21 +156,21 @@ def test_script_entry_point_exit_code(tmp_path):
     assert proc.stderr.strip().splitlines() == [expected]
 
 
-def test_concurrent_jobs_give_every_run_once(tmp_path, data_root, cache_dir):
+def test_concurrent_jobs_give_every_run_once(tmp_path, data_root, cache_dir, device):
     out = tmp_path / "out"
-    assert run(out, data_root, cache_dir, "--seeds", "0,1,2", "--jobs", "2") == 0
+    assert run(out, data_root, cache_dir, "--seeds", "0,1,2", "--jobs", "2", "--device", device.type) == 0
     records = read_records(out / "results.jsonl")
     assert sorted(r["seed"] for r in records) == [0, 1, 2]
     assert all(r["status"] == "ok" for r in records)
     serial = tmp_path / "serial"
-    assert run(serial, data_root, cache_dir, "--seeds", "0,1,2") == 0
+    assert run(serial, data_root, cache_dir, "--seeds", "0,1,2", "--device", device.type) == 0
     assert {r["key"] for r in read_records(serial / "results.jsonl")} == {r["key"] for r in records}
 
 
-def test_engine_settings_run_and_are_part_of_the_identity(tmp_path, data_root, cache_dir):
+def test_engine_settings_run_and_are_part_of_the_identity(tmp_path, data_root, cache_dir, device):
     plain, fast = tmp_path / "plain", tmp_path / "fast"
-    assert run(plain, data_root, cache_dir) == 0
-    assert run(fast, data_root, cache_dir, "--amp", "--channels-last") == 0
+    assert run(plain, data_root, cache_dir, "--device", device.type) == 0
+    assert run(fast, data_root, cache_dir, "--amp", "--channels-last", "--device", device.type) == 0
     (a,), (b,) = read_records(plain / "results.jsonl"), read_records(fast / "results.jsonl")
     assert a["engine"] == {} and b["engine"] == {"amp": True, "channels_last": True}
     assert a["key"] != b["key"] and b["status"] == "ok" and 0 <= b["test_acc"] <= 1

@@ -10,9 +10,9 @@ from reporting.records import read_records
 
 
 @pytest.mark.parametrize("dataset", ["cmnist", "cmnist-lff"])
-def test_all_methods_run_end_to_end(tmp_path, data_root, cache_dir, dataset):
+def test_all_methods_run_end_to_end(tmp_path, data_root, cache_dir, dataset, device):
     out = tmp_path / "out"
-    code = main([
+    code = main(["--device", device.type,
         "--datasets", dataset, "--ratios", "0.05", "--epochs", "2", "--out", str(out),
         "--data-root", str(data_root), "--cache-dir", str(cache_dir), "--no-progress",
         "--set", f"{dataset}.train_size=512", "--set", f"{dataset}.eval_size=256",

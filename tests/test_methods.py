@@ -15,10 +15,12 @@ from methods.jtt import error_set, upsampled_indices
 from methods.losses import PerSampleEMA, generalized_ce, relative_difficulty
 from methods.pgd_scores import sampling_probabilities
 
+CPU = torch.device("cpu")
 
-def context(n: int = 8, classes: int = 3, model_shape=(3, 28, 28)) -> RunContext:
-    gen = torch.Generator().manual_seed(0)
-    return RunContext(classes, model_shape, torch.arange(n) % classes, torch.device("cpu"), gen)
+
+def context(n: int = 8, classes: int = 3, model_shape=(3, 28, 28), device: torch.device = CPU) -> RunContext:
+    gen = torch.Generator(device=device).manual_seed(0)
+    return RunContext(classes, model_shape, (torch.arange(n) % classes).to(device), device, gen)
 
 
 def test_gce_gradient_is_ce_gradient_scaled_by_p_y_to_the_q():
@@ -168,11 +170,12 @@ def test_pgd_sampling_frequencies_match_probabilities():
     assert observed[4] < 5
 
 
-@pytest.mark.parametrize("name", ["lff", "jtt", "dfa", "pgd"])
-def test_methods_train_on_a_batch_without_bias_labels(name):
+@pytest.mark.parametrize("name", ["erm", "lff", "jtt", "dfa", "pgd"])
+def test_methods_train_on_a_batch_without_bias_labels(name, device):
     hp = {"model": "mlp", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9, "epochs": 1,
           "batch_size": 8, "lr_decay_step": 0, "lr_decay_gamma": 1.0, **METHODS[name].HPARAMS}
-    method = METHODS[name](hp, context())
+    method = METHODS[name](hp, context(device=device))
     assert "bias" not in RunContext.__dataclass_fields__
-    out = method.update(Batch(torch.arange(8), torch.rand(8, 3, 28, 28), torch.arange(8) % 3))
+    index = torch.arange(8, device=device)
+    out = method.update(Batch(index, torch.rand(8, 3, 28, 28, device=device), index % 3))
     assert torch.isfinite(out["loss"]) and 0 <= out["acc"] <= 1

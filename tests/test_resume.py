@@ -174,3 +174,19 @@ def test_checkpoints_off_writes_none(tmp_path, data_root, cache_dir):
     out = tmp_path / "out"
     killed_run(command(out, data_root, cache_dir, "erm", "--checkpoint-every", "off"), "train:3")
     assert not (out / "checkpoints").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_a_killed_run_resumes_on_cuda(tmp_path, data_root, cache_dir):
+    """On CUDA the resumed run continues from its checkpoint too; its numbers are compared loosely, since
+    some CUDA kernels (index accumulation, cuDNN's algorithms) are not bit-deterministic run to run."""
+    plain_out, killed_out = tmp_path / "plain", tmp_path / "killed"
+    assert main(command(plain_out, data_root, cache_dir, "pgd", "--device", "cuda")) == 0
+    killed_run(command(killed_out, data_root, cache_dir, "pgd", "--device", "cuda", "--checkpoint-every", "epoch"),
+               "debiased:start")
+    assert main(command(killed_out, data_root, cache_dir, "pgd", "--device", "cuda")) == 0
+    (plain,), (resumed,) = read_records(plain_out / "results.jsonl"), read_records(killed_out / "results.jsonl")
+    assert resumed["resumed_from"] == [{"stage": "biased", "epoch": 3, "step": 15, "batch": 0}]
+    assert resumed["stage_steps"] == plain["stage_steps"]
+    assert resumed["test_acc"] == pytest.approx(plain["test_acc"], abs=0.05)
