@@ -85,7 +85,8 @@ def test_checkpoint_cost_resnet18(benchmark, tmp_path):
     epoch_seconds = (time.perf_counter() - start) / steps * math.ceil(CIFAR10C_TRAIN / batch_size)
 
     training = prepared_training(method, split, tmp_path)
-    benchmark.pedantic(training.checkpoint, args=(False,), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(training.checkpoint, args=(False,), rounds=1 if SMALL else 3, iterations=1,
+                       warmup_rounds=0 if SMALL else 1)
     benchmark.extra_info["epoch_seconds"] = epoch_seconds
     benchmark.extra_info["bytes"] = training.state.checkpoints["bytes"]
     benchmark.extra_info["fraction_of_epoch"] = benchmark.stats.stats.median / epoch_seconds

@@ -127,7 +127,13 @@ class BiasedDataset:
             "protocol_version": self.PROTOCOL_VERSION,
             "ratio": ratio,
             "data_seed": int(self.options["data_seed"]),
+            **self.source_identity(),
         }
+
+    def source_identity(self) -> dict[str, Any]:
+        """What identifies the source files when they are not the genuine ones (a test's stand-in), so
+        that caches built from different sources never collide; empty for the genuine source."""
+        return {}
 
     def subset_sizes(self) -> dict[str, int | None]:
         """Prefix sizes per split from the ``train_size`` / ``eval_size`` options (0 = full split)."""

@@ -22,7 +22,7 @@ import torch
 
 from datasets.augment import PGDColoredMNISTAugmentation
 from datasets.base import Augmentation, BiasedDataset, Split
-from datasets.mnist import ensure_mnist, load_mnist
+from datasets.mnist import ensure_mnist, load_mnist, stand_in_identity
 from datasets.registry import register_dataset
 from spaces import LogUniform
 
@@ -87,6 +87,9 @@ class ColoredMNIST(BiasedDataset):
     }
     QUICK: ClassVar[dict[str, Any]] = {"epochs": 2}
     TRAIN_SPACE: ClassVar[dict[str, Any]] = {"lr": LogUniform(2e-3, 2e-1), "weight_decay": LogUniform(1e-5, 1e-2)}
+
+    def source_identity(self) -> dict[str, Any]:
+        return stand_in_identity()
 
     def check_source(self, root: Path) -> None:
         ensure_mnist(root)

@@ -28,7 +28,7 @@ import numpy as np
 
 from datasets.base import BiasedDataset, Split
 from datasets.bias_labels import exact_bias_labels
-from datasets.mnist import ensure_mnist, load_mnist
+from datasets.mnist import ensure_mnist, load_mnist, stand_in_identity
 from datasets.registry import register_dataset
 from spaces import Domain, LogUniform, OneOf
 
@@ -105,6 +105,9 @@ class ColoredMNISTLfF(BiasedDataset):
         if self.options["input_scale"] == "authors":
             return (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)
         return None
+
+    def source_identity(self) -> dict[str, Any]:
+        return stand_in_identity()
 
     def check_source(self, root: Path) -> None:
         ensure_mnist(root)

@@ -84,3 +84,17 @@ def test_stale_parameters_are_detected(tmp_path):
     with pytest.warns(UserWarning, match="parameters differ"):
         make(tmp_path)
     assert Toy.builds == 2
+
+
+def test_a_stand_in_mnist_never_shares_the_genuine_cache_key(monkeypatch, tmp_path):
+    from datasets import DATASETS
+    from datasets.mnist import TEST_MD5_ENV
+
+    monkeypatch.delenv(TEST_MD5_ENV, raising=False)
+    for name in ("cmnist", "cmnist-lff"):
+        spec = DATASETS[name](dict(DATASETS[name].OPTIONS))
+        genuine = spec.generation_params(tmp_path, 0.01)
+        assert "source_md5" not in genuine  # the genuine source keeps the keys it always had
+        monkeypatch.setenv(TEST_MD5_ENV, json.dumps({"train-images-idx3-ubyte": "0" * 32}))
+        assert spec.generation_params(tmp_path, 0.01)["source_md5"] == {"train-images-idx3-ubyte": "0" * 32}
+        monkeypatch.delenv(TEST_MD5_ENV)

@@ -52,8 +52,9 @@ def test_pixels_are_digit_times_colour_of_bias(cmnist_5pct, data_root):
     split = cmnist_5pct.train
     for i in range(0, 500, 7):
         # pixel = floor(gray * (colour + noise)), noise ~ N(0, 1e-4): within 1 grey level + 5 sigma.
-        expected = gray[i][None].astype(np.float64) * COLORS[split.biases[i]][:, None, None]
-        tolerance = 1.05 + gray[i][None] * 5 * NOISE_STD
+        grey = gray[i][None].astype(np.float64)  # uint8 arithmetic would wrap around (215 * 5 = 51)
+        expected = grey * COLORS[split.biases[i]][:, None, None]
+        tolerance = 1.05 + grey * 5 * NOISE_STD
         assert np.all(np.abs(split.images[i] - expected) <= tolerance)
 
 
