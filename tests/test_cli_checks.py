@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,3 +183,11 @@ def test_report_commands_use_paths_relative_to_the_checkout():
     portable = portable_command(command, ROOT / "results" / "my-run")
     assert portable == ("python run_bench.py --out results/my-run --cache-dir cache "
                         "--set cifar10c.source=../shared/data --data-root ../shared/data")
+
+
+def test_committed_reports_carry_no_absolute_paths():
+    reports = sorted((ROOT / "results").rglob("*.md"))
+    assert reports
+    for report in reports:
+        for line in report.read_text().splitlines():
+            assert not re.search(r"(?<![\w.:/])/(?:work|tmp|root|home|Users|mnt|scratch)/", line), (report, line)
