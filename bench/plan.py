@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options, split_dataset_sets
 from bench.launcher import LAUNCHERS
@@ -26,34 +28,26 @@ def _names(value: str, registry: dict, kind: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _ratios(value: str) -> list[float]:
+def _number_list(value: str, flag: str, kind: type, valid: Callable[[Any], bool], expected: str) -> list:
+    """Parse a comma-separated list of numbers for ``flag``: each converted by ``kind`` and accepted by
+    ``valid``, duplicates dropped in order; UsageError naming ``expected`` otherwise."""
     try:
-        ratios = [float(r) for r in value.split(",") if r.strip()]
+        numbers = [kind(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"--ratios {value!r}: expected comma-separated numbers in (0, 1)") from None
-    bad = [r for r in ratios if not 0 < r < 1]
-    if bad or not ratios:
-        raise UsageError(f"--ratios: each bias ratio must be in (0, 1), got {value!r}")
-    return list(dict.fromkeys(ratios))
-
-
-def _seeds(value: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {value!r}: expected comma-separated integers") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise UsageError(f"--seeds {value!r}: expected non-negative integers")
-    return list(dict.fromkeys(seeds))
+        raise UsageError(f"{flag} {value!r}: expected comma-separated {expected}") from None
+    if not numbers or not all(valid(n) for n in numbers):
+        raise UsageError(f"{flag} {value!r}: expected comma-separated {expected}")
+    return list(dict.fromkeys(numbers))
 
 
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     """Validate the arguments and return the runs of the sweep; UsageError on bad input."""
     methods = _names(args.methods, METHODS, "method") if args.methods else list(METHODS)
     datasets = _names(args.datasets, DATASETS, "dataset")
-    given = _ratios(args.ratios) if args.ratios else None
+    given = (_number_list(args.ratios, "--ratios", float, lambda r: 0 < r < 1, "numbers in (0, 1)")
+             if args.ratios else None)
     ratios = {d: given or list(DATASETS[d].RATIOS) for d in datasets}  # default: the literature's columns
-    seeds = _seeds(args.seeds)
+    seeds = _number_list(args.seeds, "--seeds", int, lambda s: s >= 0, "non-negative integers")
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset}; valid: {', '.join(PRESETS)}")
     if args.epochs is not None and args.epochs < 1:
