@@ -104,9 +104,12 @@ def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) ->
         return "(no published numbers on file for these cells)\n"
     both = both.merge(oracle[[*cell, "mean", "std", "n"]].rename(columns=lambda c: c if c in cell else f"oracle_{c}"),
                       on=cell, how="left")
-    rows = []
-    for r in both.itertuples(index=False):
+    rows, sources = [], {}
+    for r in both.sort_values(["dataset", "ratio"], kind="stable").itertuples(index=False):
         has_oracle = not pd.isna(r.oracle_mean)
+        # A paper's protocol is long and the same for many cells: printed once, under the table.
+        source = f"{r.paper}, {r.table}: {r.protocol}" + (f" ({r.note})" if r.note else "")
+        number = sources.setdefault(source, len(sources) + 1)
         rows.append({
             "method": r.method, "dataset": r.dataset, "ratio": ratio_label(r.ratio), "metric": r.metric,
             "ours (selected)": _mean_std(r.mean, r.std_x, r.n),
@@ -115,9 +118,11 @@ def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) ->
             "oracle (selected on test)": _mean_std(r.oracle_mean, r.oracle_std, int(r.oracle_n)) if has_oracle
             else "not recorded",
             "oracle − published": f"{r.oracle_mean - r.value:+.2f}" if has_oracle else "–",
-            "source": f"{r.paper}, {r.table}", "published protocol": r.protocol + (f" ({r.note})" if r.note else ""),
+            "source": f"[{number}]",
         })
     body = tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
-    return (body + "\n\nA difference is meaningful only where the published protocol matches this suite's, "
-            "selection included: a number published as the best test accuracy during training compares with "
-            "the oracle column (selected on test), never with ours as selected.\n")
+    notes = "\n".join(f"- [{number}] {source}" for source, number in sources.items())
+    return (body + "\n\nSources and their protocols:\n\n" + notes + "\n\nA difference is meaningful only where "
+            "the published protocol matches this suite's, selection included: a number published as the best "
+            "test accuracy during training compares with the oracle column (selected on test), never with "
+            "ours as selected.\n")

@@ -33,11 +33,14 @@ def test_comparison_sets_each_published_number_next_to_ours_with_the_difference(
     # Fixture: ERM cmnist 0.5 % is 35.12 and 36.88 over two seeds (mean 36.00, std 1.24); 5 %: 81.00 ± 0.71.
     assert "| erm      | cmnist    | 0.5%    | test_acc | 36.00 ± 1.24 (n=2) | 30.00 ± 1.50 | +6.00" in table
     assert "| erm      | cmnist    | 5%      | test_acc | 81.00 ± 0.71 (n=2) | 85.00        | -4.00" in table
-    assert "Paper A, 2020, Table 2" in table and "CONV net 100 epochs" in table
+    # Each source and its protocol once, under the table; the rows point at it.
+    assert "- [1] Paper A, 2020, Table 2: CONV net 100 epochs" in table
+    assert "- [2] Paper B, Table 1: MLP (no std printed)" in table
+    assert table.count("Paper B") == 1 and "| [2]" in table
     assert "1%" not in table, "a published number without our result is not a comparison"
     assert render_comparison(records, load_published(write(tmp_path, HEADER))).startswith("(no published")
     quoted = HEADER + 'cmnist,0.005,erm,test_acc,30,,"Doe, Roe (2020)",Table 3,"MLP, 100 epochs",a note\n\n'
-    assert "Doe, Roe (2020), Table 3 | MLP, 100 epochs (a note)" in render_comparison(
+    assert "- [1] Doe, Roe (2020), Table 3: MLP, 100 epochs (a note)" in render_comparison(
         records, load_published(write(tmp_path, quoted)))
 
 
