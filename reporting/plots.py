@@ -138,7 +138,7 @@ def group_accuracy_maps(records: list[dict[str, Any]], folder: Path) -> dict[str
                 for m, runs in methods.items() if any(r.get("test_group_acc") for r in runs)}
         if not maps:
             continue
-        fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(maps), figsize=(2.6 * len(maps) + 1, 3), squeeze=False, layout="constrained")
         for ax, (method, matrix) in zip(axes[0], maps.items(), strict=True):
             image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
             ax.set_title(method)
@@ -150,7 +150,7 @@ def group_accuracy_maps(records: list[dict[str, Any]], folder: Path) -> dict[str
         fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="test accuracy (%)")
         fig.suptitle(f"Test accuracy per (target, bias) cell, {dataset} {ratio * 100:g}%", fontsize=9)
         name = f"group_accuracy_{_file_tag(dataset, ratio)}.png"
-        fig.savefig(folder / name, dpi=120)
+        fig.savefig(folder / name, dpi=120, bbox_inches="tight")
         plt.close(fig)
         drawn[name] = maps
     return drawn
