@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from datasets import DATASETS
 from methods import METHODS
-from reporting.tables import ACCURACY_METRICS, ORACLE_METRICS, ratio_label, summarize
+from reporting.tables import ACCURACY_METRICS, ORACLE_METRICS, format_cell, ratio_label, summarize
 
 PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "results" / "reference" / "published.csv"
 PUBLISHED_METRICS = tuple(m for m in ACCURACY_METRICS if m not in ORACLE_METRICS)
@@ -86,10 +86,6 @@ def load_published(path: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _mean_std(mean: float, std: float, n: int) -> str:
-    return f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f} (n={n})"
-
-
 def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) -> str:
     """Markdown: every cell with both our result and a published number: ours as selected (never on
     test), the published value, the difference, and for unbiased accuracy our oracle (best test accuracy
@@ -112,11 +108,11 @@ def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) ->
         number = sources.setdefault(source, len(sources) + 1)
         rows.append({
             "method": r.method, "dataset": r.dataset, "ratio": ratio_label(r.ratio), "metric": r.metric,
-            "ours (selected)": _mean_std(r.mean, r.std_x, r.n),
+            "ours (selected)": format_cell(r.mean, r.std_x, r.n, r.n > 1),
             "published": f"{r.value:.2f}" if pd.isna(r.std_y) else f"{r.value:.2f} ± {r.std_y:.2f}",
             "ours − published": f"{r.mean - r.value:+.2f}",
-            "oracle (selected on test)": _mean_std(r.oracle_mean, r.oracle_std, int(r.oracle_n)) if has_oracle
-            else "not recorded",
+            "oracle (selected on test)": (format_cell(r.oracle_mean, r.oracle_std, int(r.oracle_n), r.oracle_n > 1)
+                                          if has_oracle else "not recorded"),
             "oracle − published": f"{r.oracle_mean - r.value:+.2f}" if has_oracle else "–",
             "source": f"[{number}]",
         })

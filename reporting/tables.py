@@ -20,7 +20,8 @@ ACCURACY_METRICS = {
 # Figures chosen on the test split: shown labelled, never in the LaTeX table meant for a paper.
 ORACLE_METRICS = ("oracle_test_acc",)
 RUN_COLUMNS = ["method", "dataset", "ratio", "seed"]
-STD_NOTE = "mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell"
+STD_NOTE = ("mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell, "
+            "written in each cell when the cells differ in n")
 
 
 def selected_by_validation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,18 +73,23 @@ def ratio_label(ratio: float) -> str:
     return f"{ratio * 100:g}%"
 
 
-def _cell(mean: float, std: float, n: int) -> str:
-    return f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f}"
+def format_cell(mean: float, std: float, n: int, show_n: bool) -> str:
+    """``mean ± std`` (only the mean for one seed), with ``(n=k)`` appended when ``show_n``."""
+    text = f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f}"
+    return f"{text} (n={n})" if show_n else text
 
 
 def wide_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows: methods in order of first appearance; columns: "dataset ratio"; cells: formatted."""
+    """Rows: methods in order of first appearance; columns: "dataset ratio"; cells: formatted, with the
+    number of seeds in each cell when the cells differ in it."""
     part = summary[summary["metric"] == metric]
     if part.empty:
         return pd.DataFrame()
+    # A partial sweep mixes cells of 2 and 3 seeds; "± std" alone would not tell them apart.
+    show_n = part["n"].nunique() > 1
     part = part.assign(
         column=part["dataset"] + " " + part["ratio"].map(ratio_label),
-        cell=[_cell(m, s, n) for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)],
+        cell=[format_cell(m, s, n, show_n) for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)],
     )
     order = part.sort_values(["dataset", "ratio"])["column"].drop_duplicates().tolist()
     rows = part["method"].drop_duplicates().tolist()

@@ -49,3 +49,12 @@ def test_selection_rules_name_the_methods_when_they_differ():
     mixed = [*RECORDS, {**RECORDS[0], "method": "lff", "selection": "last_epoch"}]
     assert selection_rules(mixed) == ["cmnist: best_valid_loss (erm, pgd); last_epoch (lff)"]
     assert "cmnist: best_valid_loss (erm, pgd); last_epoch (lff)." in render_markdown(mixed)
+
+
+def test_cells_name_their_seed_count_only_when_the_counts_differ():
+    mixed = render_markdown(RECORDS)  # ERM has two seeds per cell, PGD one
+    assert "| erm      | 36.00 ± 1.24 (n=2) | 81.00 ± 0.71 (n=2) |" in mixed
+    assert "| pgd      | 62.01 (n=1)" in mixed
+    uniform = render_markdown([r for r in RECORDS if r["method"] == "erm"])
+    assert "| erm      | 36.00 ± 1.24  | 81.00 ± 0.71 |" in uniform
+    assert "(n=" not in uniform
