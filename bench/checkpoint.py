@@ -43,17 +43,20 @@ def code_fingerprint(extra: tuple[str, ...] = ()) -> str:
 class Checkpointer:
     """Saves and loads the checkpoints of one run (``key``) in ``folder``."""
 
-    def __init__(self, folder: Path, key: str, fingerprint: str):
+    def __init__(self, folder: Path, key: str, fingerprint: str, numerics: dict[str, Any] | None = None):
+        """``numerics``: what decides the run's CPU rounding (``bench.numerics.state``); a checkpoint
+        written under other numerics is refused. None: not compared (a CUDA run)."""
         self.path = Path(folder) / f"{key}.pt"
         self.previous = Path(folder) / f"{key}.prev.pt"
         self.fingerprint = fingerprint
+        self.numerics = numerics
 
     def save(self, state: dict[str, Any]) -> int:
         """Write ``state`` atomically; the previous checkpoint becomes ``.prev``. Returns its size in bytes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with temporary.open("wb") as handle:
-            torch.save({"fingerprint": self.fingerprint, "state": state}, handle)
+            torch.save({"fingerprint": self.fingerprint, "numerics": self.numerics, "state": state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         if self.path.exists():
@@ -75,12 +78,22 @@ class Checkpointer:
                 warn(f"checkpoint {path} was written by other code, data or hyperparameters; ignored, "
                      "starting afresh")
                 return None
+            if self.numerics is not None and saved.get("numerics") != self.numerics:
+                warn(f"checkpoint {path} was written under other numerics ({_numerics_text(saved.get('numerics'))}; "
+                     f"this run: {_numerics_text(self.numerics)}); ignored, starting afresh")
+                return None
             return saved["state"]
         return None
 
     def remove(self) -> None:
         for path in (self.path, self.previous):
             path.unlink(missing_ok=True)
+
+
+def _numerics_text(numerics: dict[str, Any] | None) -> str:
+    if not numerics:
+        return "not recorded"
+    return ", ".join(f"{name} {value}" for name, value in numerics.items())
 
 
 def warn(message: str) -> None:

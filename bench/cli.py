@@ -20,10 +20,13 @@ from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
 from bench.hparams import PRESETS
 from bench.launcher import RayOptions, run_all
 from bench.listing import list_command
+from bench.numerics import NumericsError
+from bench.numerics import check as check_numerics
 from bench.plan import UsageError, plan
 from bench.plugins import PluginError, load_plugins
 from bench.runner import RunPaths, RunSpec, load_data
 from bench.sweep_lock import SweepLock, SweepLocked
+from bench.verify import verify
 from datasets import DATASETS, DataError
 from methods import METHODS
 from reporting.plots import (
@@ -34,7 +37,7 @@ from reporting.plots import (
     training_curves,
 )
 from reporting.published import PublishedError, load_published
-from reporting.records import append_record, read_records, write_text_atomic
+from reporting.records import RecordError, append_record, read_records, write_text_atomic
 from reporting.report import render_report
 from reporting.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
 
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="in-run checkpoints under OUT/checkpoints, for resuming a killed run: auto (stage "
                              "starts and epoch ends, spaced to cost under 5 %%), epoch (every epoch end), N "
                              "(also every N optimiser steps) or off (default auto)")
+    parser.add_argument("--numerics", default=None,
+                        help="native (each library's fastest CPU code path) or portable (every CPU code path "
+                             "pinned to AVX2, one thread per run: the same record on any x86-64 machine; "
+                             "default for --preset paper on the CPU, else native)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -114,20 +121,30 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
 
 
 def report(argv: list[str]) -> int:
-    """``run_bench.py report OUT``: re-render every table from OUT/results.jsonl alone, no training."""
-    if len(argv) != 1:
-        print("run_bench.py: error: usage: run_bench.py report OUT_FOLDER", file=sys.stderr)
-        return 2
-    results = Path(argv[0]) / "results.jsonl"
-    if not results.is_file():
-        print(f"run_bench.py: error: {results} not found", file=sys.stderr)
-        return 2
+    """``run_bench.py report OUT [--skip-bad]``: re-render every table from OUT/results.jsonl alone, no
+    training. A bad line is one error naming the file and line (exit 2); ``--skip-bad`` names each on stderr
+    and renders the good records."""
+    parser = argparse.ArgumentParser(prog="run_bench.py report", description="re-render a sweep's tables")
+    parser.add_argument("out", help="the sweep's output folder (with results.jsonl)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip bad lines (each named on stderr) and render the good records")
+    args = parser.parse_args(argv)
+    results = Path(args.out) / "results.jsonl"
     try:
+        if not results.is_file():
+            raise UsageError(f"{results} not found")
         published = load_published()
-    except PublishedError as error:
+        skipped: list[str] = []
+        records = read_records(results, on_bad=skipped.append if args.skip_bad else None)
+    except RecordError as error:
+        print(f"run_bench.py: error: {error} (--skip-bad renders the good records)", file=sys.stderr)
+        return 2
+    except (UsageError, PublishedError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
-    print(write_reports(results.parent, read_records(results), published))
+    for line in skipped:
+        print(f"run_bench.py: warning: skipped {line}", file=sys.stderr)
+    print(write_reports(results.parent, records, published))
     return 0
 
 
@@ -173,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         return report(argv[1:])
     if argv[:1] == ["list"]:
         return list_command(argv[1:])
+    if argv[:1] == ["verify"]:
+        return verify(argv[1:])
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "run_bench.py", *argv])
     try:
         plugins = tuple(plugin.spec for plugin in load_plugins(args.plugins))
-        specs = plan(args)
         device = resolve_device(args.device)
+        specs = plan(args, device.type)
+        for setting in sorted({spec.numerics for spec in specs}):
+            check_numerics(setting)
         gpus = args.gpus_per_run if args.gpus_per_run is not None else float(device.type == "cuda")
         ray_options = RayOptions(args.ray_address, gpus, args.cpus_per_run, args.max_retries)
         published = load_published()
@@ -190,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         create_out(out)
         with SweepLock(out, command):
             return sweep(args, specs, paths, device, ray_options, out, published, command)
-    except (UsageError, DeviceError, DataError, PublishedError, PluginError, SweepLocked) as error:
+    except (UsageError, DeviceError, DataError, PublishedError, PluginError, SweepLocked, NumericsError,
+            RecordError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 
+from bench.numerics import cpu_model
+from bench.numerics import describe as describe_numerics
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -40,18 +43,17 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def describe(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        device_name = platform.processor() or platform.machine()
+def describe(device: torch.device, numerics: str = "native") -> dict[str, Any]:
+    """Where a run computed: versions, device, commit, and the CPU's numerics (``bench.numerics``: the
+    CPU model, the instruction sets PyTorch and oneDNN use, the BLAS, the threads and the pins)."""
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
         "device_name": device_name,
-        "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
+        **describe_numerics(numerics),
     }
 
 

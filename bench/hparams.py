@@ -138,3 +138,21 @@ def resolve_options(dataset: type[BiasedDataset], sets: dict[str, str]) -> dict[
         if domain is not None and not domain.contains(options[key]):
             raise HparamError(f"--set {dataset.name}.{key}={value}: must be {domain.describe()}")
     return options
+
+
+def schedule_label(method: type[Method], dataset: type[BiasedDataset], ratio: float, preset: str,
+                   hp: dict[str, Any]) -> str:
+    """How a run's schedule relates to the published one: ``paper``, ``quick``, or both lengths where an
+    ``--epochs`` or ``--set`` changed the paper preset's (e.g. ``30 epochs per stage, not the paper's 284
+    epochs per stage``)."""
+    if preset == "quick":
+        return "quick"
+    paper = resolve_hparams(method, dataset, ratio, "paper", None, {})
+
+    def length(h: dict[str, Any]) -> str:
+        iterations = int(h.get("iterations", 0))
+        return f"{iterations} iterations" if iterations > 0 else f"{h['epochs']} epochs per stage"
+
+    if length(hp) == length(paper):
+        return "paper"
+    return f"{length(hp)}, not the paper's {length(paper)}"

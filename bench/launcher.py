@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bench.numerics import PORTABLE_ENV
 from bench.runner import RunPaths, RunSpec, execute, failed_record
 
 LAUNCHERS = ("local", "ray")
@@ -68,11 +69,13 @@ def _ray(specs: list[RunSpec], paths: RunPaths, options: RayOptions) -> Iterator
     import ray
 
     if not ray.is_initialized():
+        # Workers start their own Python: portable numerics must reach them before they import torch.
+        pins = PORTABLE_ENV if any(spec.numerics == "portable" for spec in specs) else {}
         ray.init(
             address=options.address,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES},
+            runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES, "env_vars": pins},
         )
     task = ray.remote(
         num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=options.max_retries

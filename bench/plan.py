@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.hparams import PRESETS, HparamError, parse_sets, resolve_hparams, resolve_options, split_dataset_sets
 from bench.launcher import LAUNCHERS
+from bench.numerics import NUMERICS, default_numerics
 from bench.runner import RunSpec
 from datasets import DATASETS
 from methods import METHODS
@@ -40,8 +41,19 @@ def _number_list(value: str, flag: str, kind: type, valid: Callable[[Any], bool]
     return list(dict.fromkeys(numbers))
 
 
-def plan(args: argparse.Namespace) -> list[RunSpec]:
-    """Validate the arguments and return the runs of the sweep; UsageError on bad input."""
+def _numerics(args: argparse.Namespace, device_type: str) -> str:
+    numerics = getattr(args, "numerics", None) or default_numerics(args.preset, device_type)
+    if numerics not in NUMERICS:
+        raise UsageError(f"unknown numerics {numerics}; valid: {', '.join(NUMERICS)}")
+    if numerics == "portable" and device_type != "cpu":
+        raise UsageError("--numerics portable pins CPU code paths; a CUDA run cannot be pinned so: use --device cpu "
+                         "or --numerics native")
+    return numerics
+
+
+def plan(args: argparse.Namespace, device_type: str = "cpu") -> list[RunSpec]:
+    """Validate the arguments and return the runs of the sweep on a device of ``device_type``; UsageError
+    on bad input."""
     methods = _names(args.methods, METHODS, "method") if args.methods else list(METHODS)
     datasets = _names(args.datasets, DATASETS, "dataset")
     given = (_number_list(args.ratios, "--ratios", float, lambda r: 0 < r < 1, "numbers in (0, 1)")
@@ -91,7 +103,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
                 raise UsageError(f"{m} selects by best_valid_loss, but {d} with these options has no validation "
                                  f"split; {hint}, or --set {m}.selection=last_epoch")
     engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
+    numerics = _numerics(args, device_type)
     return [
-        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed)
+        RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed, numerics)
         for d in datasets for r in ratios[d] for m in methods for s in seeds
     ]

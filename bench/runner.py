@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
+from bench import numerics
 from bench.checkpoint import Checkpointer, code_fingerprint
 from bench.data import DeviceSplit
 from bench.environment import describe, peak_memory_mb
+from bench.hparams import schedule_label
 from bench.plugins import load_plugins, provenance
 from bench.trainer import Checkpointing, DeviceData, train_and_evaluate
 from datasets import DATASETS
@@ -52,14 +54,16 @@ class RunSpec:
     engine: dict[str, bool] = field(default_factory=dict, hash=False)
     # 0: the declared defaults; K > 0: the K-th random draw of the searchable hyperparameters.
     hparams_seed: int = 0
+    # CPU numerics (``bench.numerics``): native code paths, or pinned to AVX2 and one thread (portable).
+    numerics: str = "native"
 
     @property
     def key(self) -> str:
         """Identity for resuming: the same spec always maps to the same key."""
         identity = asdict(self)
         # Keys of plain runs stay what they were before these fields existed.
-        for name in ("engine", "hparams_seed"):
-            if not identity[name]:
+        for name, default in (("engine", {}), ("hparams_seed", 0), ("numerics", "native")):
+            if identity[name] == default:
                 del identity[name]
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
@@ -105,13 +109,17 @@ def load_data(spec: RunSpec, paths: RunPaths):
 def checkpointing(spec: RunSpec, paths: RunPaths, data_fingerprint: str, device: torch.device,
                   origin: list[dict[str, Any]]) -> Checkpointing | None:
     """The run's checkpoints, fingerprinted by its key, its data, the device type and the code (engine,
-    methods, datasets, models and the plugins that define it): any change makes old ones unusable."""
+    methods, datasets, models and the plugins that define it): any change makes old ones unusable. On the
+    CPU they also carry the numerics they were computed with (``bench.numerics.state``): a checkpoint
+    from another instruction set or thread count is refused, as its continuation would match neither."""
     if paths.checkpoints is None:
         return None
     plugin_hashes = tuple(sorted(json.dumps(entry, sort_keys=True) for entry in origin))
     identity = json.dumps([spec.key, data_fingerprint, device.type, code_fingerprint(plugin_hashes)])
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:20]
-    return Checkpointing(Checkpointer(paths.checkpoints, spec.key, fingerprint), paths.checkpoint_every_steps)
+    computed_with = numerics.state() if device.type == "cpu" else None
+    return Checkpointing(Checkpointer(paths.checkpoints, spec.key, fingerprint, computed_with),
+                         paths.checkpoint_every_steps)
 
 
 def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
@@ -167,15 +175,15 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
     }
 
 
-def _finish(record: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    record["env"] = describe(device)
+def _finish(record: dict[str, Any], device: torch.device, spec: RunSpec) -> dict[str, Any]:
+    record["env"] = describe(device, spec.numerics)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return record
 
 
 def failed_record(spec: RunSpec, error: str, device: torch.device) -> dict[str, Any]:
     """The record of a run that could not report itself (e.g. its worker was lost)."""
-    return _finish({"key": spec.key, **asdict(spec), "status": "failed", "error": error}, device)
+    return _finish({"key": spec.key, **asdict(spec), "status": "failed", "error": error}, device, spec)
 
 
 def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool = True) -> dict[str, Any]:
@@ -183,14 +191,17 @@ def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool
     an error, non-finite losses, running out of memory -- becomes a failed record with the error."""
     record: dict[str, Any] = {"key": spec.key, **asdict(spec)}
     try:
+        numerics.enter(spec.numerics)
         load_plugins(paths.plugins)
         origin = provenance(spec.method, spec.dataset)
         if origin:
             record["plugins"] = origin
+        record["schedule"] = schedule_label(METHODS[spec.method], DATASETS[spec.dataset], spec.ratio, spec.preset,
+                                            spec.hparams)
         record.update(_train(spec, paths, device, progress, origin))
         record["status"] = "ok"
     except Exception as error:
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc(limit=8)
-    return _finish(record, device)
+    return _finish(record, device, spec)

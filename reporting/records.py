@@ -3,6 +3,10 @@
 Appends are whole lines, flushed and fsynced, so a crash can at worst leave one torn last line. Reading
 tolerates (and reports) such a line; the next append cuts it off first, so no record is ever glued to a
 fragment or duplicated.
+
+Any other bad line -- not JSON, not an object, a record missing a field the tables need or with a field
+of the wrong type, a record from another tool -- is a ``RecordError`` naming the file, the line and the
+problem; a reader that asks for it (``on_bad``) is told instead and gets the good records.
 """
 
 from __future__ import annotations
@@ -11,12 +15,51 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
+STATUSES = ("ok", "failed")
+# Fields every record has, and those an ok record adds, with their types: what the tables read directly.
+REQUIRED = {"key": str, "method": str, "dataset": str, "ratio": Real, "seed": int, "status": str}
+REQUIRED_OK = {"test_acc": Real, "timing": dict, "env": dict}
+REQUIRED_TIMING = {"total_s": Real, "phases_s": dict}
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All complete records in ``path`` (none if it does not exist); warns about a torn last line."""
+
+class RecordError(ValueError):
+    """A bad line in a results file; the message (one line) names the file, the line and the problem."""
+
+
+def _wrong(fields: dict[str, type], record: dict[str, Any], prefix: str = "") -> str | None:
+    missing = [name for name in fields if record.get(name) is None]
+    if missing:
+        return f"missing {', '.join(prefix + name for name in missing)}"
+    for name, kind in fields.items():
+        value = record[name]
+        if not isinstance(value, kind) or (kind is not str and isinstance(value, bool)):
+            return f"{prefix}{name} is {type(value).__name__}, expected {'number' if kind is Real else kind.__name__}"
+    return None
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a debias-bench record the tables can read, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record object"
+    problem = _wrong(REQUIRED, record)
+    if problem:
+        known = sum(name in record for name in REQUIRED)
+        return problem if known > len(REQUIRED) // 2 else f"not a debias-bench record ({problem})"
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r}; valid: {', '.join(STATUSES)}"
+    if record["status"] == "ok":
+        return _wrong(REQUIRED_OK, record) or _wrong(REQUIRED_TIMING, record["timing"], "timing.")
+    return None
+
+
+def read_records(path: Path, on_bad: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """All complete records in ``path`` (none if it does not exist); warns about a torn last line. A bad
+    line raises RecordError, or with ``on_bad`` is passed to it (one line) and skipped."""
     if not path.exists():
         return []
     records = []
@@ -25,12 +68,20 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             if number == len(lines):
                 warnings.warn(f"{path}: ignoring a torn last line (an interrupted write)", stacklevel=2)
-            else:
-                raise ValueError(f"{path}:{number}: not a JSON record") from None
+                continue
+            problem = "not a JSON record"
+        else:
+            problem = record_problem(record)
+        if problem is None:
+            records.append(record)
+        elif on_bad is None:
+            raise RecordError(f"{path}:{number}: {problem}")
+        else:
+            on_bad(f"{path}:{number}: {problem}")
     return records
 
 
@@ -47,20 +98,20 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(keep)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON has no NaN/inf: store them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a single line, durable before returning."""
-    line = json.dumps(_finite(record), sort_keys=True, allow_nan=False) + "\n"
+    line = json.dumps(finite(record), sort_keys=True, allow_nan=False) + "\n"
     if path.exists():
         _cut_torn_tail(path)
     with path.open("ab") as handle:

@@ -1,5 +1,6 @@
 """Across seeds: mean ± std (n) with a 95 % confidence interval per cell, and for each dataset x ratio
-whether the best method's lead over the runner-up is significant.
+whether the best method's lead over the runner-up is significant, and whether PGD (the suite's headline
+method, ``FOCUS``) differs significantly from the strongest other method.
 
 The interval is the t-interval of the mean over seeds (mean ± t(0.975, n - 1) * std / sqrt(n)). The test
 is a two-sided paired t-test (``scipy.stats.ttest_rel``) on the seeds both methods ran, at level 0.05:
@@ -18,6 +19,7 @@ from tabulate import tabulate
 from reporting.tables import ACCURACY_METRICS, ok_runs, ratio_label
 
 ALPHA = 0.05
+FOCUS = "pgd"
 TEST_NAME = "two-sided paired t-test over seeds (scipy.stats.ttest_rel), alpha 0.05"
 
 
@@ -38,6 +40,17 @@ def paired_test(a: list[float], b: list[float]) -> float | None:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+def _compare(cell: pd.DataFrame, first: str, second: str, metric: str) -> dict[str, Any]:
+    """``first`` against ``second`` in one dataset x ratio: the difference of means in points, the seeds
+    both ran and the paired test's p-value (None when it cannot be run)."""
+    means = cell.groupby("method", sort=False)[metric].mean()
+    by_seed = cell.pivot_table(index="seed", columns="method", values=metric, aggfunc="last")
+    paired = by_seed[[first, second]].dropna()
+    p_value = paired_test(paired[first].tolist(), paired[second].tolist())
+    return {"difference": float(means[first] - means[second]) * 100, "pairs": len(paired), "p_value": p_value,
+            "significant": None if p_value is None else p_value < ALPHA}
+
+
 def leads(records: list[dict[str, Any]], metric: str = "test_acc") -> list[dict[str, Any]]:
     """Per dataset x ratio: the best method by mean ``metric``, the runner-up, the lead in points, the seeds
     paired and the test's p-value (None when it cannot be run)."""
@@ -48,15 +61,32 @@ def leads(records: list[dict[str, Any]], metric: str = "test_acc") -> list[dict[
         if len(means) < 2:
             continue
         best, second = means.index[0], means.index[1]
-        by_seed = cell.pivot_table(index="seed", columns="method", values=metric, aggfunc="last")
-        paired = by_seed[[best, second]].dropna()
-        p_value = paired_test(paired[best].tolist(), paired[second].tolist())
-        out.append({
-            "dataset": dataset, "ratio": ratio, "best": best, "runner_up": second,
-            "lead": float(means.iloc[0] - means.iloc[1]) * 100, "pairs": len(paired), "p_value": p_value,
-            "significant": None if p_value is None else p_value < ALPHA,
-        })
+        result = _compare(cell, best, second, metric)
+        out.append({"dataset": dataset, "ratio": ratio, "best": best, "runner_up": second,
+                    "lead": result.pop("difference"), **result})
     return out
+
+
+def focus_against_best_other(records: list[dict[str, Any]], metric: str = "test_acc",
+                             focus: str = FOCUS) -> list[dict[str, Any]]:
+    """Per dataset x ratio where ``focus`` ran: the strongest other method by mean ``metric`` (the
+    runner-up when ``focus`` leads), ``focus`` minus it in points, the seeds paired and the p-value."""
+    runs = ok_runs(records).dropna(subset=[metric])
+    out = []
+    for (dataset, ratio), cell in runs.groupby(["dataset", "ratio"], sort=False):
+        others = cell[cell["method"] != focus].groupby("method", sort=False)[metric].mean()
+        if focus not in set(cell["method"]) or others.empty:
+            continue
+        other = others.sort_values(ascending=False).index[0]
+        out.append({"dataset": dataset, "ratio": ratio, "other": other, **_compare(cell, focus, other, metric)})
+    return out
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["p_value"] is None:
+        return f"not tested ({row['pairs']} paired seed{'s' if row['pairs'] != 1 else ''})"
+    return (f"{'significant' if row['significant'] else 'not significant'} "
+            f"(p = {row['p_value']:.3g}, {row['pairs']} paired seeds)")
 
 
 def render_seed_statistics(records: list[dict[str, Any]], metric: str = "test_acc") -> str:
@@ -77,14 +107,15 @@ def render_seed_statistics(records: list[dict[str, Any]], metric: str = "test_ac
     lines = []
     for lead in leads(records, metric):
         where = f"{lead['dataset']} {ratio_label(lead['ratio'])}"
-        if lead["p_value"] is None:
-            verdict = f"not tested ({lead['pairs']} paired seed{'s' if lead['pairs'] != 1 else ''})"
-        else:
-            verdict = (f"{'significant' if lead['significant'] else 'not significant'} "
-                       f"(p = {lead['p_value']:.3g}, {lead['pairs']} paired seeds)")
         marker = " *" if lead["significant"] else ""
         lines.append(f"- {where}: {lead['best']}{marker} leads {lead['runner_up']} by {lead['lead']:+.2f} points, "
-                     f"{verdict}")
+                     f"{_verdict(lead)}")
     title = ACCURACY_METRICS[metric]
-    return (f"{title}: mean ± sample std (n seeds) [95 % t-interval of the mean].\n\n{body}\n\n"
+    text = (f"{title}: mean ± sample std (n seeds) [95 % t-interval of the mean].\n\n{body}\n\n"
             f"Best against runner-up ({TEST_NAME}; * = significant):\n\n" + "\n".join(lines) + "\n")
+    focus = [f"- {row['dataset']} {ratio_label(row['ratio'])}: {FOCUS} − {row['other']} = "
+             f"{row['difference']:+.2f} points, {_verdict(row)}" for row in focus_against_best_other(records, metric)]
+    if focus:
+        text += (f"\n{FOCUS.upper()} against the strongest other method of each column (the runner-up where "
+                 f"{FOCUS.upper()} leads; same test):\n\n" + "\n".join(focus) + "\n")
+    return text

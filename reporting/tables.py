@@ -2,7 +2,8 @@
 timing table. Rows are methods, columns dataset x bias ratio; cells are mean ± std over seeds.
 
 When one (method, dataset, ratio, seed) has several ``ok`` records (e.g. reruns with other
-hyperparameters in the same output folder), the last one in file order is used.
+hyperparameters in the same output folder), the last one in file order is used. Methods are listed in the
+papers' order (``PAPER_ORDER``: ERM first, PGD last), any other method after them in order of appearance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ ACCURACY_METRICS = {
 # Figures chosen on the test split: shown labelled, never in the LaTeX table meant for a paper.
 ORACLE_METRICS = ("oracle_test_acc",)
 RUN_COLUMNS = ["method", "dataset", "ratio", "seed"]
+# The papers' row order: the baseline first, the method of the suite's headline last.
+PAPER_ORDER = ("erm", "lff", "jtt", "dfa", "pgd")
 STD_NOTE = ("mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell, "
             "written in each cell when the cells differ in n")
 
@@ -43,14 +46,21 @@ def selected_by_validation(records: list[dict[str, Any]]) -> list[dict[str, Any]
     return kept
 
 
+def method_rank(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Each method's place in the tables: ``PAPER_ORDER``, then the others in order of appearance."""
+    others = [m for m in dict.fromkeys(r["method"] for r in records) if m not in PAPER_ORDER]
+    return {m: i for i, m in enumerate([*PAPER_ORDER, *others])}
+
+
 def latest_ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ok records, one per (method, dataset, ratio, seed) -- the last one in file order -- with the
-    best hyperparameter draw by validation where a search was run."""
+    best hyperparameter draw by validation where a search was run, methods in the tables' order."""
     latest: dict[tuple, dict[str, Any]] = {}
     for record in records:
         if record.get("status") == "ok":
             latest[(*(record[c] for c in RUN_COLUMNS), record.get("hparams_seed", 0))] = record
-    return selected_by_validation(list(latest.values()))
+    rank = method_rank(records)
+    return sorted(selected_by_validation(list(latest.values())), key=lambda r: rank[r["method"]])
 
 
 def ok_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -121,13 +131,23 @@ def selection_rules(records: list[dict[str, Any]]) -> list[str]:
 
 
 def preset_notes(records: list[dict[str, Any]]) -> list[str]:
-    """A line per dataset run with the quick preset: its epochs per stage, and that it is not the papers'."""
+    """A line per dataset run with the quick preset (its epochs per stage), and per dataset and method run
+    with the paper preset on another schedule (its ``schedule``): neither is the papers' schedule."""
     quick: dict[str, set[int]] = {}
+    changed: dict[str, dict[str, list[str]]] = {}
     for record in latest_ok(records):
         if record.get("preset") == "quick":
             quick.setdefault(record["dataset"], set()).add(int((record.get("hparams") or {}).get("epochs", 0)))
-    return [f"Preset quick on {dataset}: {', '.join(map(str, sorted(epochs)))} epoch(s) per stage, a look in minutes, "
-            "not the published schedule (--preset paper)." for dataset, epochs in sorted(quick.items())]
+        elif record.get("schedule", "paper") not in ("paper", "quick"):
+            methods = changed.setdefault(record["dataset"], {}).setdefault(record["schedule"], [])
+            if record["method"] not in methods:
+                methods.append(record["method"])
+    notes = [f"Preset quick on {dataset}: {', '.join(map(str, sorted(epochs)))} epoch(s) per stage, a look in "
+             "minutes, not the published schedule (--preset paper)." for dataset, epochs in sorted(quick.items())]
+    for dataset, schedules in sorted(changed.items()):
+        notes += [f"Preset paper on {dataset} cut or changed ({', '.join(methods)}): {label}." for label, methods
+                  in schedules.items()]
+    return notes
 
 
 def render_markdown(records: list[dict[str, Any]]) -> str:
