@@ -116,14 +116,15 @@ def check(numerics: str) -> None:
 
     capability = torch.backends.cpu.get_cpu_capability()
     isa = onednn_isa()
-    if capability != PORTABLE_CAPABILITY or (isa is not None and isa != PORTABLE_ONEDNN_ISA):
+    unset = [name for name, value in PORTABLE_ENV.items() if os.environ.get(name) != value]
+    if unset or capability != PORTABLE_CAPABILITY or (isa is not None and isa != PORTABLE_ONEDNN_ISA):
         flags = cpu_flags()
         if not {"avx2", "fma"} <= set(flags):
             raise NumericsError("portable numerics need a CPU with AVX2 and FMA; this one has "
                                 f"{', '.join(flags) or 'neither'}; use --numerics native")
         raise NumericsError(f"portable numerics are not in effect (PyTorch CPU capability {capability}, oneDNN "
-                            f"{isa}): they must be set before torch loads; run through run_bench.py, or use "
-                            "--numerics native")
+                            f"{isa}, {len(unset)} of the pins unset): they must be set before torch loads; run "
+                            "through run_bench.py, or use --numerics native")
 
 
 def enter(numerics: str) -> None:

@@ -40,6 +40,11 @@ def summary_lines(report: dict) -> list[str]:
                 lines.append(f"cifar10c_dfa_50k_iterations_projected_s: {extra['epoch_seconds'] / 176 * 50_000:.0f}")
         elif name.startswith("test_cuda_syncs_per_step"):
             lines.append(f"cuda_syncs_per_step_{extra['method']}: {extra['syncs_per_step']:.2f}")
+        elif name.startswith("test_portable_numerics_cost"):
+            workload = extra["workload"]
+            lines.append(f"portable_numerics_slowdown_{workload}: {extra['slowdown']:.2f}")
+            lines.append(f"{workload}_step_seconds_native_1thread: {extra['native_step_seconds']:.4f}")
+            lines.append(f"{workload}_step_seconds_portable_1thread: {extra['portable_step_seconds']:.4f}")
         elif name == "test_jobs_throughput_gain":
             lines.append(f"jobs{extra['jobs']}_throughput_gain: {extra['gain']:.2f}")
     return lines

@@ -72,6 +72,17 @@ def plugin_lines(records: list[dict[str, Any]]) -> list[str]:
     return [f"{path} (sha256 {digest[:16]}): {n} record(s)" for (path, digest), n in sorted(counts.items())]
 
 
+def environment_line(env: dict[str, Any]) -> str:
+    """Where a record ran: versions, device and CPU, and its CPU numerics (``bench.numerics``)."""
+    line = (f"torch {env.get('torch')}, python {env.get('python')}, {env.get('device')} ({env.get('device_name')}), "
+            f"{env.get('threads')} thread(s)")
+    if "numerics" not in env:
+        return line + ", numerics not recorded"
+    return (line + f", numerics {env['numerics']}: PyTorch CPU capability {env.get('cpu_capability')}, oneDNN "
+            f"{env.get('onednn_isa')}, BLAS {env.get('blas')}, numpy BLAS {env.get('numpy_blas')}, MKL_CBWR "
+            f"{env.get('mkl_cbwr')}; CPU flags {' '.join(env.get('cpu_flags') or []) or 'not read'}")
+
+
 def _bullets(values: list[str]) -> str:
     return "\n".join(f"- `{v}`" for v in values) if values else "- (not recorded)"
 
@@ -93,10 +104,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
     commands = sorted({portable_command(r["command"], folder) for r in records if r.get("command")})
     plugins = plugin_lines(records)
     commits = sorted({str(r.get("env", {}).get("git_commit")) for r in records})
-    environments = sorted({
-        f"torch {e.get('torch')}, python {e.get('python')}, {e.get('device')} ({e.get('device_name')}), "
-        f"{e.get('threads')} threads" for e in (r.get("env", {}) for r in records)
-    })
+    environments = sorted({environment_line(r.get("env") or {}) for r in records})
     fingerprints = sorted({f"{r['dataset']} {ratio_label(r['ratio'])}: {r.get('dataset_fingerprint')}" for r in ok})
     selection = selection_rules(records)
     failed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: {r.get('error')}"

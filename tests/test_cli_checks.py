@@ -191,3 +191,27 @@ def test_committed_reports_carry_no_absolute_paths():
     for report in reports:
         for line in report.read_text().splitlines():
             assert not re.search(r"(?<![\w.:/])/(?:work|tmp|root|home|Users|mnt|scratch)/", line), (report, line)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ('{"key": "x", "method": "erm", "trunc', "not a JSON record"),
+    ('{"key": "x", "method": "erm", "dataset": "cmnist", "ratio": 0.01, "status": "ok"}', "missing seed"),
+    ('{"model": "resnet50", "top1": 76.1, "epoch": 90}', "not a debias-bench record"),
+])
+def test_report_names_a_bad_record_and_renders_the_rest_when_asked(tmp_path, capsys, bad, problem):
+    out = tmp_path / "out"
+    out.mkdir()
+    good = FIXTURE.read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join([good[0], bad, *good[1:]]) + "\n")
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"results.jsonl:2: {problem}" in err and "--skip-bad" in err
+    assert not (out / "table.md").exists()
+
+    assert main(["report", str(out), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: skipped {out / 'results.jsonl'}:2: {problem}" in captured.err
+    assert (out / "table.md").read_text() == render_markdown(read_records(FIXTURE))

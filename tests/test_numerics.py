@@ -1,0 +1,109 @@
+"""Portable CPU numerics: the committed reference run reproduces bit for bit here, the pins reach a run,
+a process without them is refused, the setting is part of a run's identity, a checkpoint of other numerics
+is refused, and the paper preset defaults to it on the CPU."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.checkpoint import Checkpointer
+from bench.cli import build_parser, main
+from bench.numerics import PORTABLE_ENV, requested
+from bench.plan import UsageError, plan
+from bench.runner import RunSpec
+from bench.verify import differences
+from reporting.records import read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "results" / "portable-reference"
+
+
+def test_the_committed_reference_run_is_bit_identical_on_this_machine(tmp_path, genuine_mnist_root):
+    """The check every machine that runs the suite makes (results/portable-reference/README.md)."""
+    proc = subprocess.run([sys.executable, "run_bench.py", "verify", str(REFERENCE), "--data-root",
+                           str(genuine_mnist_root), "--cache-dir", str(tmp_path / "cache")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "2 of 2 records reproduced" in proc.stdout
+    # The pins took effect in that process, whatever this CPU's own best path is.
+    assert "CPU capability AVX2, oneDNN Intel AVX2" in proc.stdout
+
+
+def test_verify_names_every_field_that_differs():
+    (old, *_) = read_records(REFERENCE / "results.jsonl")
+    new = {**old, "weights_sha256": "0" * 64, "test_acc": old["test_acc"] + 1e-9,
+           "timing": {}, "env": {}, "finished_at": "another day"}
+    assert differences(old, old) == []
+    assert differences(old, new) == ["weights_sha256", "test_acc"]
+
+
+def test_the_reference_records_say_where_they_ran():
+    for record in read_records(REFERENCE / "results.jsonl"):
+        env = record["env"]
+        assert record["numerics"] == env["numerics"] == "portable"
+        assert env["cpu_capability"] == "AVX2" and env["onednn_isa"] == "Intel AVX2" and env["threads"] == 1
+        assert env["pinned_env"] == PORTABLE_ENV
+        assert {"cpu_model", "cpu_flags", "blas", "numpy_blas", "cpu_count", "interop_threads"} <= set(env)
+
+
+def test_portable_numerics_without_the_pins_are_refused(tmp_path, data_root, cache_dir, monkeypatch, capsys):
+    for name in PORTABLE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "out"
+    code = main(["--methods", "erm", "--ratios", "0.05", "--epochs", "1", "--numerics", "portable", "--out", str(out),
+                 "--data-root", str(data_root), "--cache-dir", str(cache_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "portable numerics are not in effect" in err
+    assert not out.exists()
+
+
+def spec(numerics: str) -> RunSpec:
+    return RunSpec("erm", "cmnist", 0.01, 0, "paper", {"lr": 0.02}, {"data_seed": 0}, numerics=numerics)
+
+
+def test_numerics_enter_the_key_only_when_portable():
+    native = spec("native")
+    assert native.key == RunSpec("erm", "cmnist", 0.01, 0, "paper", {"lr": 0.02}, {"data_seed": 0}).key
+    assert spec("portable").key != native.key
+
+
+def args(*extra: str) -> argparse.Namespace:
+    return build_parser().parse_args(["--methods", "erm", "--ratios", "0.01", *extra])
+
+
+@pytest.mark.parametrize(("extra", "device", "expected"), [
+    (("--preset", "paper"), "cpu", "portable"),
+    (("--preset", "quick"), "cpu", "native"),
+    (("--preset", "paper"), "cuda", "native"),
+    (("--preset", "paper", "--numerics", "native"), "cpu", "native"),
+    (("--numerics", "portable"), "cpu", "portable"),
+])
+def test_the_paper_preset_defaults_to_portable_numerics_on_the_cpu(extra, device, expected):
+    assert {s.numerics for s in plan(args(*extra), device)} == {expected}
+    argv = [*extra, *(["--device", device] if device == "cuda" else [])]
+    assert requested(argv) == expected  # what run_bench.py pins before torch loads
+
+
+@pytest.mark.parametrize(("extra", "device", "message"), [
+    (("--numerics", "exact"), "cpu", "unknown numerics exact; valid: native, portable"),
+    (("--numerics", "portable"), "cuda", "--numerics portable pins CPU code paths"),
+])
+def test_bad_numerics_are_refused(extra, device, message):
+    with pytest.raises(UsageError, match=message):
+        plan(args(*extra), device)
+
+
+def test_a_checkpoint_written_under_other_numerics_is_refused(tmp_path, capsys):
+    avx512 = {"cpu_capability": "AVX512", "onednn_isa": "Intel AVX-512", "mkl_cbwr": None, "threads": 2}
+    Checkpointer(tmp_path, "run", "same-code", avx512).save({"step": 3})
+    assert Checkpointer(tmp_path, "run", "same-code", avx512).load() == {"step": 3}
+    avx2 = {**avx512, "cpu_capability": "AVX2"}
+    assert Checkpointer(tmp_path, "run", "same-code", avx2).load() is None
+    err = capsys.readouterr().err
+    assert "written under other numerics (cpu_capability AVX512" in err and "this run: cpu_capability AVX2" in err
+
