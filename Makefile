@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
+# Tests run in parallel, one worker per core (pytest-xdist), each file whole on one worker (loadfile): the Ray
+# tests of test_fault_tolerance.py kill the Ray processes that appear while they run, so no two may overlap.
+TEST_WORKERS ?= auto
 # Source datasets: $DATA_ROOT if set; else the offline copy beside the checkout when there is one; else
 # ./data (where torchvision downloads MNIST when online).
 DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,./data)
 export DATA_ROOT
 
-.PHONY: bench test benchmark lint setup clean
+.PHONY: bench test benchmark check-reference lint setup clean
 
 setup: $(STAMP)
 
@@ -29,12 +32,17 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
 	mkdir -p results/benchmarks
 	$(PY) -m pytest benchmarks -q --benchmark-json=results/benchmarks/latest.json
 	$(PY) benchmarks/summary.py results/benchmarks/latest.json
+
+# Rerun the committed portable-numerics reference records and compare them bit for bit (a fresh cache).
+check-reference: $(STAMP)
+	cache=$$(mktemp -d) && $(PY) run_bench.py verify results/portable-reference --data-root $(DATA_ROOT) \
+		--cache-dir $$cache; status=$$?; rm -rf $$cache; exit $$status
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -29,13 +29,6 @@ from bench.sweep_lock import SweepLock, SweepLocked
 from bench.verify import verify
 from datasets import DATASETS, DataError
 from methods import METHODS
-from reporting.plots import (
-    accuracy_vs_ratio,
-    conflict_pr_curves,
-    group_accuracy_maps,
-    time_per_phase,
-    training_curves,
-)
 from reporting.published import PublishedError, load_published
 from reporting.records import RecordError, append_record, read_records, write_text_atomic
 from reporting.report import render_report
@@ -104,6 +97,10 @@ def prepare_data(specs: list[RunSpec], paths: RunPaths) -> None:
 
 
 def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> str:
+    # Imported here: matplotlib is most of a second of start-up, which every worker process of a sweep (spawned,
+    # so importing this module again) would pay for plots only the driver draws, at the end.
+    from reporting import plots as draw
+
     table = render_markdown(records)
     write_text_atomic(out / "table.md", table)
     write_text_atomic(out / "table.csv", render_csv(records))
@@ -111,11 +108,11 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
     write_text_atomic(out / "timing.md", render_timing(records))
     plots = []
     if latest_ok(records):
-        for name, draw in (("accuracy_vs_ratio.png", accuracy_vs_ratio), ("training_curves.png", training_curves),
-                           ("time_per_phase.png", time_per_phase)):
-            draw(records, out / name)
+        for name, plot in (("accuracy_vs_ratio.png", draw.accuracy_vs_ratio),
+                           ("training_curves.png", draw.training_curves), ("time_per_phase.png", draw.time_per_phase)):
+            plot(records, out / name)
             plots.append(name)
-        plots += list(group_accuracy_maps(records, out)) + list(conflict_pr_curves(records, out))
+        plots += list(draw.group_accuracy_maps(records, out)) + list(draw.conflict_pr_curves(records, out))
     write_text_atomic(out / "report.md", render_report(records, plots, published, out))
     return table
 

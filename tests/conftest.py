@@ -20,7 +20,12 @@ from synthetic_mnist import write_synthetic_mnist  # noqa: E402
 
 from datasets.mnist import MD5, TEST_MD5_ENV, raw_dir  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist the cores are shared by the workers: each worker, and every process it starts
+# (run_bench.py children read OMP_NUM_THREADS), gets its share, so that no core is oversubscribed.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 def _data_root() -> Path:

@@ -18,7 +18,10 @@ from project_table import projected_run_seconds, projection_lines  # noqa: E402
 
 def test_gpu_check_dry_run(tmp_path, data_root):
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "DATA_ROOT": str(data_root)}
+    # The script runs pytest itself: it must not see this pytest's (or an xdist worker's) variables, under which
+    # pytest-benchmark switches its timings off.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(OUT=str(out), PYTHON=sys.executable, DATA_ROOT=str(data_root))
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
