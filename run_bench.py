@@ -9,7 +9,8 @@ from bench.numerics import apply_from_argv
 # before anything imports torch.
 apply_from_argv(sys.argv[1:])
 
-from bench.cli import main  # noqa: E402
-
 if __name__ == "__main__":
+    # Imported here, not above: a --jobs worker (spawned) imports this file again and needs only the runner.
+    from bench.cli import main
+
     sys.exit(main())

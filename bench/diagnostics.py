@@ -20,10 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from bench.data import DeviceSplit
 from methods.base import inference_batch_size
@@ -35,6 +31,10 @@ def ranking_quality(scores: np.ndarray, positive: np.ndarray) -> dict[str, Any]:
     """ROC-AUC and average precision of ``scores`` (higher = more likely positive) against ``positive``,
     with the precision-recall curve at PR_POINTS recall levels (the best precision at or beyond each
     recall level, the curve's usual interpolation). None where the labels are all one class."""
+    # scikit-learn is imported where used: a second of start-up for every process, which only the end of a
+    # run needs (a sweep's driver, a worker's import, a killed run never get here).
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
     positive = positive.astype(bool)
     result: dict[str, Any] = {"prevalence": float(positive.mean()) if len(positive) else None}
     if positive.all() or not positive.any():
@@ -71,6 +71,10 @@ def bias_probe(features: np.ndarray, biases: np.ndarray, seed: int = 0) -> dict[
     result = {"n_fit": len(fit), "n_score": len(score), "feature_dim": int(features.shape[1])}
     if len(np.unique(biases[fit])) < 2 or len(score) == 0:
         return {**result, "accuracy": None, "chance": None}
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     probe.fit(features[fit], biases[fit])
     chance = np.bincount(biases[score]).max() / len(score)

@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 
 if [[ "${1:-}" == "--dry-run" ]]; then
   DEVICE=cpu EPOCHS=1 JOBS=2
-  SWEEP_EXTRA=(--set cmnist.train_size=512 --set cmnist.eval_size=256)
+  SWEEP_EXTRA=(--set cmnist.train_size=256 --set cmnist.eval_size=128)
   BENCHES=(benchmarks/test_resnet18_pipeline.py benchmarks/test_checkpoint_cost.py::test_checkpoint_cost_resnet18
            benchmarks/test_cuda_syncs.py)
   export BENCH_SMALL=1

@@ -2,17 +2,22 @@
 
 The cache file name is a hash of the generation parameters, so another protocol, ratio or seed never
 reads a foreign file. A JSON sidecar stores the parameters and a hash of the arrays; on load both are
-checked, and a stale or corrupt entry is rebuilt (with a warning), never silently used.
+checked, and a stale or corrupt entry is rebuilt (with a warning), never silently used. Processes that
+share a cache folder (two sweeps, parallel test workers) take an exclusive ``flock`` per entry while they
+load or build it, so an entry is built once and never read half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,24 +89,36 @@ def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, S
     return splits, content_hash
 
 
+@contextlib.contextmanager
+def _entry_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed); the kernel drops it if the process dies."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_or_build(spec: BiasedDataset, root: Path, ratio: float, cache_dir: Path) -> BiasedData:
     """Load the splits of ``spec`` at ``ratio`` from the cache, building (and caching) them if needed."""
     params = spec.generation_params(root, ratio)
     cache_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{spec.name}-{params_key(params)}"
     paths = (cache_dir / f"{stem}.npz", cache_dir / f"{stem}.json")
-    try:
-        cached = _load(paths, params)
-    except ValueError as problem:
-        warnings.warn(f"rebuilding cache {paths[0]}: {problem}", stacklevel=2)
-        cached = None
-    if cached is None:
-        spec.check_source(root)
-        splits = spec.generate(root, ratio)
-        content_hash = arrays_hash(splits)
-        _save(paths, splits, {"params": params, "arrays_hash": content_hash})
-    else:
-        splits, content_hash = cached
+    with _entry_lock(cache_dir / f"{stem}.lock"):
+        try:
+            cached = _load(paths, params)
+        except ValueError as problem:
+            warnings.warn(f"rebuilding cache {paths[0]}: {problem}", stacklevel=2)
+            cached = None
+        if cached is None:
+            spec.check_source(root)
+            splits = spec.generate(root, ratio)
+            content_hash = arrays_hash(splits)
+            _save(paths, splits, {"params": params, "arrays_hash": content_hash})
+        else:
+            splits, content_hash = cached
 
     sizes = spec.subset_sizes()
     used = {name: splits[name].head(sizes[name]) for name in SPLITS}

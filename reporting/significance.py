@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 from tabulate import tabulate
 
 from reporting.tables import ACCURACY_METRICS, ok_runs, ratio_label
@@ -27,6 +26,8 @@ def confidence_halfwidth(std: float, n: int) -> float | None:
     """Half-width of the 95 % t-interval of a mean over n seeds; None for n < 2."""
     if n < 2 or std != std:
         return None
+    from scipy import stats  # where used: most of a second of start-up, which a sweep needs only at its end
+
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
@@ -37,6 +38,8 @@ def paired_test(a: list[float], b: list[float]) -> float | None:
     differences = [x - y for x, y in zip(a, b, strict=True)]
     if max(differences) == min(differences):  # no spread: the t statistic is undefined
         return 0.0 if differences[0] != 0 else 1.0
+    from scipy import stats
+
     return float(stats.ttest_rel(a, b).pvalue)
 
 

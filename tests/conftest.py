@@ -61,7 +61,13 @@ def genuine_mnist_root() -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    """Generated datasets, built once per test run: under xdist one folder for all workers (entries are
+    locked while built, ``datasets.cache``)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return tmp_path_factory.mktemp("cache")
+    shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 # The CPU always; CUDA where there is one (``pytest -m cuda`` runs only those cases: the GPU check).
@@ -76,3 +82,13 @@ DEVICES = [
 def device(request) -> torch.device:
     """Each test that takes it runs on the CPU and, where CUDA exists, on CUDA."""
     return torch.device(request.param)
+
+
+# Files that take longest start first, so that under xdist the rest fills in around them; the Ray tests
+# mostly wait for Ray's processes to start, so they overlap well with the CPU-bound ones.
+FIRST = ("test_ray.py", "test_gpu_check.py", "test_resume.py", "test_plugins.py", "test_cifar10c.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))
