@@ -8,10 +8,11 @@ last bits on another machine, and a long training amplifies them into points of 
 - ``native``: every library takes its fastest path for this CPU, threads as the launcher gives them.
 - ``portable``: every CPU code path pinned to AVX2 (with FMA), which every x86-64 server and desktop
   processor of the last decade has (Intel since Haswell, 2013; AMD since Excavator, 2015, and every Zen),
-  and one thread per run, all set before torch loads (``PORTABLE_ENV``), so that a run's record
-  (``weights_sha256``, every metric) is the same on any such machine. Parallelism then comes from
-  ``--jobs``. It is the default of the paper preset on the CPU; ``native`` elsewhere (a CUDA run's GPU
-  kernels cannot be pinned this way).
+  MKL to its vendor-independent branch, and one thread per run, all set before torch loads
+  (``PORTABLE_ENV``), so that a run's record (``weights_sha256``, every metric) is the same on any such
+  machine, whichever the vendor (``tests/other_cpu`` checks that by making a process see the other one).
+  Parallelism then comes from ``--jobs``. It is the default of the paper preset on the CPU; ``native``
+  elsewhere (a CUDA run's GPU kernels cannot be pinned this way).
 
 This module imports torch only inside functions: ``run_bench.py`` calls ``apply_from_argv`` before
 anything loads torch.
@@ -33,7 +34,11 @@ PORTABLE_THREADS = 1
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels and SLEEF
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN's JIT kernels (convolutions, some matmuls)
-    "MKL_CBWR": "AVX2,STRICT",  # MKL's conditional numerical reproducibility: one code path
+    # MKL's conditional numerical reproducibility. Not "AVX2,STRICT": MKL's AVX2 branch still dispatches on
+    # the CPU's vendor (its exp and log, VML, round differently on an AMD CPU than on an Intel one, and a
+    # 2-epoch cmnist run gave other weights), while its COMPATIBLE branch is the same on both. It costs
+    # little here: the convolutions run in oneDNN, and MKL computes only the small matrix products.
+    "MKL_CBWR": "COMPATIBLE",
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's OpenBLAS (the diagnostics' probe): AVX2 kernels
     "OMP_NUM_THREADS": str(PORTABLE_THREADS),
     "MKL_NUM_THREADS": str(PORTABLE_THREADS),

@@ -1,6 +1,7 @@
 """Time training steps in a fresh process, under the numerics named on the command line (they must be set
 before torch loads): ``python numerics_probe.py native|portable WORKLOAD STEPS`` prints one JSON line
-with the median seconds per step. Workloads: ``cmnist`` (CONV net, batch 128, PGD's augmentation, SGD)
+with the median seconds per step and the trained weights' hash (the same on every machine under
+portable numerics). Workloads: ``cmnist`` (CONV net, batch 128, PGD's augmentation, SGD)
 and ``cifar10c`` (ResNet-18, batch 256, crop/flip + normalisation, Adam), each at one thread."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.numerics import enter, state  # noqa: E402
+from bench.trainer import weights_sha256  # noqa: E402
 from datasets.augment import CropFlipAugmentation, PGDColoredMNISTAugmentation  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -55,6 +57,7 @@ def main() -> None:
         optimizer.step()
         seconds.append(time.perf_counter() - start)
     print(json.dumps({"numerics": NUMERICS, "workload": WORKLOAD, "step_seconds": statistics.median(seconds[1:]),
+                      "weights_sha256": weights_sha256(model),
                       **state()}))
 
 
