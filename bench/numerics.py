@@ -133,8 +133,12 @@ def check(numerics: str) -> None:
 
 
 def enter(numerics: str) -> None:
-    """Before a run: check its numerics and, for portable, pin its threads."""
+    """Before a run: check its numerics and, for portable, pin its threads and keep passes without
+    gradients in the default memory layout (``methods.base.set_channels_last_inference``)."""
     check(numerics)
+    from methods.base import set_channels_last_inference
+
+    set_channels_last_inference(numerics != "portable")
     if numerics == "portable":
         import torch
 

@@ -34,6 +34,18 @@ def inference_batch_size(device: torch.device) -> int:
     return 128 if device.type == "cpu" else 2048
 
 
+_channels_last_inference = True
+
+
+def set_channels_last_inference(enabled: bool) -> None:
+    """Whether ``inference_layout`` converts anything in this process. Portable numerics turn it off
+    (``bench.numerics.enter``): oneDNN's channels_last convolutions take a vendor-specific path even when
+    capped at AVX2 (an Intel CPU made to report an AMD vendor computed other logits), its default layout
+    does not."""
+    global _channels_last_inference
+    _channels_last_inference = enabled
+
+
 @contextmanager
 def inference_layout(module: nn.Module) -> Iterator[None]:
     """Hold ``module``'s 4-D (convolution) weights that live on the CPU in channels_last for a pass
@@ -41,9 +53,12 @@ def inference_layout(module: nn.Module) -> Iterator[None]:
 
     oneDNN's CPU convolutions run inference about 1.6x faster on channels_last weights (the CONV net,
     batch 128), while training runs no faster; so only evaluation, PGD scoring and JTT's error set use
-    it, and training keeps its layout and hence its exact numbers. Values are unchanged: only strides
-    differ. Weights on other devices, or already in another layout, are left as they are."""
-    converted = [p for p in module.parameters() if p.device.type == "cpu" and p.dim() == 4 and p.is_contiguous()]
+    it, and training keeps its layout and hence its exact numbers. Another kernel computes the pass, so
+    its outputs may differ in the last bits (never in a way a tolerance of 1e-5 sees); under portable
+    numerics it is off (``set_channels_last_inference``). Weights on other devices, or already in another
+    layout, are left as they are."""
+    converted = [p for p in module.parameters() if _channels_last_inference and p.device.type == "cpu"
+                 and p.dim() == 4 and p.is_contiguous()]
     for parameter in converted:
         parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
     try:

@@ -1,11 +1,12 @@
 """``inference_layout``: channels_last convolution weights for passes without gradients on the CPU,
-with every parameter given back its layout, values and identity afterwards."""
+with every parameter given back its layout, values and identity afterwards; off under portable
+numerics."""
 
 from __future__ import annotations
 
 import torch
 
-from methods.base import inference_layout
+from methods.base import inference_layout, set_channels_last_inference
 from models import build_model
 
 
@@ -40,3 +41,16 @@ def test_inference_layout_keeps_a_model_already_in_channels_last():
     with inference_layout(model):
         pass
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+
+
+def test_inference_layout_is_off_when_switched_off():
+    """As under portable numerics, whose check across CPU vendors failed on channels_last's logits."""
+    model = build_model("conv", 10, (3, 28, 28))
+    set_channels_last_inference(False)
+    try:
+        with inference_layout(model):
+            assert all(p.is_contiguous() for p in model.parameters())
+    finally:
+        set_channels_last_inference(True)
+    with inference_layout(model):
+        assert not all(p.is_contiguous() for p in model.parameters())
