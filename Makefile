@@ -39,10 +39,17 @@ benchmark: $(STAMP)
 	$(PY) -m pytest benchmarks -q --benchmark-json=results/benchmarks/latest.json
 	$(PY) benchmarks/summary.py results/benchmarks/latest.json
 
-# Rerun the committed portable-numerics reference records and compare them bit for bit (a fresh cache).
+# Rerun the committed portable-numerics reference records and compare them bit for bit (a fresh cache);
+# then again as a CPU of the other vendor would compute them (tests/other_cpu/other_vendor.c), where this
+# machine has CPUID faulting and a C compiler.
 check-reference: $(STAMP)
 	cache=$$(mktemp -d) && $(PY) run_bench.py verify results/portable-reference --data-root $(DATA_ROOT) \
 		--cache-dir $$cache; status=$$?; rm -rf $$cache; exit $$status
+	@if grep -qw cpuid_fault /proc/cpuinfo 2>/dev/null && command -v cc >/dev/null; then \
+		dir=$$(mktemp -d) && cc -O2 -shared -fPIC -o $$dir/other_vendor.so tests/other_cpu/other_vendor.c && \
+		LD_PRELOAD=$$dir/other_vendor.so $(PY) run_bench.py verify results/portable-reference \
+			--data-root $(DATA_ROOT) --cache-dir $$dir/cache; status=$$?; rm -rf $$dir; exit $$status; \
+	else echo "check-reference: no CPUID faulting or no C compiler here: the other-vendor check is skipped"; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
