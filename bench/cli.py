@@ -9,6 +9,7 @@ import shlex
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -204,14 +205,32 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints, every_steps = checkpoint_every(args.checkpoint_every)
         paths = RunPaths(Path(args.data_root), Path(args.cache_dir), plugins,
                          out / CHECKPOINTS if checkpoints else None, every_steps)
-        prepare_data(specs, paths)
-        create_out(out)
-        with SweepLock(out, command):
-            return sweep(args, specs, paths, device, ray_options, out, published, command)
+        with bars_hidden(args.no_progress):
+            prepare_data(specs, paths)
+            create_out(out)
+            with SweepLock(out, command):
+                return sweep(args, specs, paths, device, ray_options, out, published, command)
     except (UsageError, DeviceError, DataError, PublishedError, PluginError, SweepLocked, NumericsError,
             RecordError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def bars_hidden(hidden: bool) -> Iterator[None]:
+    """``--no-progress`` hides every bar, the dataset builds' too, in this process and in the workers it
+    starts: ``TQDM_DISABLE`` in the environment, which the workers inherit (the dataset builds read it
+    when they draw a bar; tqdm itself only when it is imported, as in a worker)."""
+    saved = os.environ.get("TQDM_DISABLE")
+    if hidden:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
 
 
 def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, device, ray_options: RayOptions,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,13 +53,16 @@ def corrupt_all(images: np.ndarray, biases: np.ndarray, keys: list[tuple[int, ..
                 level: int, workers: int, desc: str) -> np.ndarray:
     jobs = [(images[s : s + CHUNK], biases[s : s + CHUNK], keys[s : s + CHUNK], corruption_type, level)
             for s in range(0, len(images), CHUNK)]
+    # tqdm reads TQDM_DISABLE (run_bench.py --no-progress) only when it is imported; read it now.
+    bar = partial(tqdm, total=len(jobs), desc=desc, unit="chunk", leave=False,
+                  disable=os.environ.get("TQDM_DISABLE", "0").lower() not in ("", "0", "false"))
     if workers <= 1:
-        parts = [corrupt_chunk(job) for job in tqdm(jobs, desc=desc, unit="chunk", leave=False)]
+        parts = [corrupt_chunk(job) for job in bar(jobs)]
     else:
         # fork is cheap and works from any entry point; spawn only where CUDA is already initialised.
         method = "spawn" if torch.cuda.is_initialized() else "fork"
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            parts = list(tqdm(pool.imap(corrupt_chunk, jobs), total=len(jobs), desc=desc, unit="chunk", leave=False))
+            parts = list(bar(pool.imap(corrupt_chunk, jobs)))
     return np.concatenate(parts) if parts else np.empty((0, 3, 32, 32), dtype=np.uint8)
 
 

@@ -96,7 +96,7 @@ def test_wrong_source_tree_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_all_methods_run_end_to_end_on_cifar10c(source, tmp_path):
+def test_all_methods_run_end_to_end_on_cifar10c(source, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["--datasets", "cifar10c", "--ratios", "0.05", "--epochs", "1", "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress",
@@ -104,6 +104,7 @@ def test_all_methods_run_end_to_end_on_cifar10c(source, tmp_path):
                  "--set", "dfa.curriculum_step=0", "--set", "dfa.drop_last=false"])
     records = read_records(out / "results.jsonl")
     assert code == 0, [r.get("error") for r in records]
+    assert "chunk" not in capsys.readouterr().err  # --no-progress hides the corruption pass's bar too
     assert [r["method"] for r in records] == list(METHODS)
     for record in records:
         assert record["hparams"]["model"] == "resnet18" and record["hparams"]["optimizer"] == "adam"
