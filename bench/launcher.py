@@ -11,8 +11,11 @@ run continues from its last in-run checkpoint (``OUT/checkpoints``) and its reco
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -38,8 +41,19 @@ class RayOptions:
     max_retries: int = 2
 
 
-def _init_worker(threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _init_worker(threads: int, driver: int) -> None:
+    """A ``--jobs`` worker: its thread share, and its end when the driver ends. Without that, a driver
+    killed mid-sweep (SIGTERM, SIGKILL, a closed session) left its workers training on, orphans that
+    took the cores and whose records had no one left to write them. On Linux the kernel sends the worker
+    SIGKILL when the driver dies (prctl PR_SET_PDEATHSIG); its run resumes from its checkpoint next time."""
     torch.set_num_threads(threads)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != driver:  # the driver died before the call above
+            os._exit(1)
 
 
 def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: int,
@@ -50,7 +64,8 @@ def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: in
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # safe with CUDA, unlike fork
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(execute, spec, paths, device, False): spec for spec in specs}
         try:
             for future in as_completed(futures):

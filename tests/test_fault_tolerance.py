@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.cli import main
 from reporting.records import read_records
 
@@ -65,3 +67,44 @@ def test_hparams_seed_runs_are_separate_and_self_describing(tmp_path, data_root,
     default, searched = read_records(out / "results.jsonl")
     assert default.get("hparams_seed", 0) == 0 and searched["hparams_seed"] == 2
     assert default["key"] != searched["key"] and default["hparams"]["q"] != searched["hparams"]["q"]
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists() or sys.platform != "linux", reason="reads Linux's /proc")
+def test_a_killed_driver_takes_its_jobs_workers_with_it(tmp_path, data_root, cache_dir):
+    """A driver killed mid-sweep once left its --jobs workers training on as orphans."""
+    out = tmp_path / "out"
+    command = [sys.executable, "run_bench.py", *args(out, data_root, cache_dir, "--methods", "erm,lff", "--jobs", "2",
+                                                      "--epochs", "50")]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while time.time() < deadline and len(workers) < 2:  # both workers started and training
+        time.sleep(0.2)
+        workers = {pid for pid in children(proc.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        workers = workers if (out / "checkpoints").is_dir() else set()
+    assert len(workers) >= 2, "the sweep's workers never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} worker(s) outlived the driver"
