@@ -47,7 +47,7 @@ check-reference: $(STAMP)
 		--cache-dir $$cache; status=$$?; rm -rf $$cache; exit $$status
 	@if grep -qw cpuid_fault /proc/cpuinfo 2>/dev/null && command -v cc >/dev/null; then \
 		dir=$$(mktemp -d) && cc -O2 -shared -fPIC -o $$dir/other_vendor.so tests/other_cpu/other_vendor.c && \
-		LD_PRELOAD=$$dir/other_vendor.so $(PY) run_bench.py verify results/portable-reference \
+		env -u PYTHONFAULTHANDLER LD_PRELOAD=$$dir/other_vendor.so $(PY) run_bench.py verify results/portable-reference \
 			--data-root $(DATA_ROOT) --cache-dir $$dir/cache; status=$$?; rm -rf $$dir; exit $$status; \
 	else echo "check-reference: no CPUID faulting or no C compiler here: the other-vendor check is skipped"; fi
 

@@ -28,11 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "portable-reference"
 
 
+def verify_reference(data_root: Path, cache: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``run_bench.py verify`` of the committed reference in a fresh process (the pins need one)."""
+    return subprocess.run([sys.executable, "run_bench.py", "verify", str(REFERENCE), "--data-root", str(data_root),
+                           "--cache-dir", str(cache)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
 def test_the_committed_reference_run_is_bit_identical_on_this_machine(tmp_path, genuine_mnist_root):
     """The check every machine that runs the suite makes (results/portable-reference/README.md)."""
-    proc = subprocess.run([sys.executable, "run_bench.py", "verify", str(REFERENCE), "--data-root",
-                           str(genuine_mnist_root), "--cache-dir", str(tmp_path / "cache")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = verify_reference(genuine_mnist_root, tmp_path / "cache")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "2 of 2 records reproduced" in proc.stdout
     # The pins took effect in that process, whatever this CPU's own best path is.
@@ -42,9 +46,9 @@ def test_the_committed_reference_run_is_bit_identical_on_this_machine(tmp_path, 
 def other_vendor_shim(tmp_path: Path) -> Path:
     """``tests/other_cpu/other_vendor.c`` compiled, or a skip naming what this machine lacks."""
     compiler = shutil.which("cc") or shutil.which("gcc")
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")),
-                 "") if Path("/proc/cpuinfo").exists() else ""
-    if platform.machine() != "x86_64" or compiler is None or "cpuid_fault" not in flags.split():
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() != "x86_64" or compiler is None or not cpuinfo.exists() or \
+            "cpuid_fault" not in cpuinfo.read_text().split():
         pytest.skip("needs Linux on x86-64 with a C compiler and CPUID faulting (cpuid_fault in /proc/cpuinfo)")
     shim = tmp_path / "other_vendor.so"
     subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "tests" / "other_cpu" /
@@ -58,9 +62,7 @@ def test_the_committed_reference_run_is_bit_identical_on_a_cpu_of_the_other_vend
     AVX2,STRICT this failed: MKL's exp and log took another path on 'AuthenticAMD'."""
     env = {**os.environ, "LD_PRELOAD": str(other_vendor_shim(tmp_path))}
     env.pop("PYTHONFAULTHANDLER", None)  # the shim answers CPUID from SIGSEGV: no other handler may take it
-    proc = subprocess.run([sys.executable, "run_bench.py", "verify", str(REFERENCE), "--data-root",
-                           str(genuine_mnist_root), "--cache-dir", str(tmp_path / "cache")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    proc = verify_reference(genuine_mnist_root, tmp_path / "cache", env)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "2 of 2 records reproduced" in proc.stdout
     answered = [int(n) for n in re.findall(r"other_vendor: answered (\d+) CPUID calls", proc.stderr)]
