@@ -33,7 +33,7 @@ from methods import METHODS
 from reporting.published import PublishedError, load_published
 from reporting.records import RecordError, append_record, read_records, write_text_atomic
 from reporting.report import render_report
-from reporting.tables import latest_ok, render_csv, render_latex, render_markdown, render_timing
+from reporting.tables import TABLE_FILES, latest_ok
 
 EXIT_FAILED = 100  # exit code 100 + N: N runs failed (2: bad input)
 
@@ -102,11 +102,9 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
     # so importing this module again) would pay for plots only the driver draws, at the end.
     from reporting import plots as draw
 
-    table = render_markdown(records)
-    write_text_atomic(out / "table.md", table)
-    write_text_atomic(out / "table.csv", render_csv(records))
-    write_text_atomic(out / "table.tex", render_latex(records))
-    write_text_atomic(out / "timing.md", render_timing(records))
+    tables = {name: render(records) for name, render in TABLE_FILES.items()}
+    for name, text in tables.items():
+        write_text_atomic(out / name, text)
     plots = []
     if latest_ok(records):
         for name, plot in (("accuracy_vs_ratio.png", draw.accuracy_vs_ratio),
@@ -115,7 +113,7 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
             plots.append(name)
         plots += list(draw.group_accuracy_maps(records, out)) + list(draw.conflict_pr_curves(records, out))
     write_text_atomic(out / "report.md", render_report(records, plots, published, out))
-    return table
+    return tables["table.md"]
 
 
 def report(argv: list[str]) -> int:
@@ -264,7 +262,7 @@ def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, devic
         records = read_records(results)
     wanted = {spec.key for spec in specs}
     print(write_reports(out, [r for r in records if r.get("key") in wanted], published))
-    print(f"wrote {out}/table.md, table.csv, table.tex, timing.md, report.md", file=sys.stderr)
+    print(f"wrote {out}/{', '.join([*TABLE_FILES, 'report.md'])}", file=sys.stderr)
     if failures:
         print(f"{failures} of {len(pending)} runs failed (see results.jsonl); exit code {EXIT_FAILED + failures}",
               file=sys.stderr)

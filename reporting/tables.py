@@ -8,6 +8,7 @@ papers' order (``PAPER_ORDER``: ERM first, PGD last), any other method after the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -223,3 +224,12 @@ def render_timing(records: list[dict[str, Any]]) -> str:
     table = table.astype(object).where(table.notna(), None)  # phases a method does not have: "–"
     body = tabulate(table, headers="keys", tablefmt="github", floatfmt=".1f", showindex=False, missingval="–")
     return f"### Timing (seconds per run and per phase)\n\n{body}\n"
+
+
+# The table files of a sweep's folder, each with the renderer that makes it from the folder's records.
+TABLE_FILES: dict[str, Callable[[list[dict[str, Any]]], str]] = {
+    "table.md": render_markdown,
+    "table.csv": render_csv,
+    "table.tex": render_latex,
+    "timing.md": render_timing,
+}

@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 
 from reporting.records import read_records
-from reporting.tables import render_csv, render_latex, render_markdown, render_timing
+from reporting.tables import TABLE_FILES
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-RENDERERS = {
-    "table.md": render_markdown,
-    "table.csv": render_csv,
-    "table.tex": render_latex,
-    "timing.md": render_timing,
-}
 TABLES = [(folder.name, name) for folder in sorted(RESULTS.iterdir()) if (folder / "results.jsonl").is_file()
-          for name in sorted(RENDERERS) if (folder / name).is_file()]
+          for name in sorted(TABLE_FILES) if (folder / name).is_file()]
 
 
 def test_reference_folders_are_found():
@@ -31,7 +25,7 @@ def test_reference_folders_are_found():
 @pytest.mark.parametrize(("folder", "name"), TABLES)
 def test_committed_table_matches_its_records(folder, name):
     records = read_records(RESULTS / folder / "results.jsonl")
-    assert (RESULTS / folder / name).read_text() == RENDERERS[name](records), (
+    assert (RESULTS / folder / name).read_text() == TABLE_FILES[name](records), (
         f"results/{folder}/{name} is stale: python run_bench.py report results/{folder}")
 
 

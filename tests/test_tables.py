@@ -9,21 +9,15 @@ from pathlib import Path
 import pytest
 
 from reporting.records import read_records
-from reporting.tables import render_csv, render_latex, render_markdown, render_timing, selection_rules, summarize
+from reporting.tables import TABLE_FILES, render_markdown, render_timing, selection_rules, summarize
 
 HERE = Path(__file__).parent
 RECORDS = read_records(HERE / "fixtures" / "records.jsonl")
-RENDERERS = {
-    "table.md": render_markdown,
-    "table.csv": render_csv,
-    "table.tex": render_latex,
-    "timing.md": render_timing,
-}
 
 
-@pytest.mark.parametrize("name", sorted(RENDERERS))
+@pytest.mark.parametrize("name", sorted(TABLE_FILES))
 def test_rendering_matches_golden(name):
-    rendered = RENDERERS[name](RECORDS)
+    rendered = TABLE_FILES[name](RECORDS)
     golden = HERE / "golden" / name
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(rendered)
