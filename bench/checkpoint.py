@@ -43,20 +43,29 @@ def code_fingerprint(extra: tuple[str, ...] = ()) -> str:
 class Checkpointer:
     """Saves and loads the checkpoints of one run (``key``) in ``folder``."""
 
-    def __init__(self, folder: Path, key: str, fingerprint: str, numerics: dict[str, Any] | None = None):
+    def __init__(self, folder: Path, key: str, fingerprint: str, numerics: dict[str, Any] | None = None,
+                 machine: str | None = None, other_numerics: bool = False):
         """``numerics``: what decides the run's CPU rounding (``bench.numerics.state``); a checkpoint
-        written under other numerics is refused. None: not compared (a CUDA run)."""
+        written under other numerics is refused, unless ``other_numerics`` (native numerics: a run of many
+        hours resumed on another CPU model or thread count goes on, and its ``resumed_from`` entry says
+        that two machines' arithmetic met). None: not compared (a CUDA run). ``machine``: the CPU (or GPU)
+        model this process computes on, written into each checkpoint."""
         self.path = Path(folder) / f"{key}.pt"
         self.previous = Path(folder) / f"{key}.prev.pt"
         self.fingerprint = fingerprint
         self.numerics = numerics
+        self.machine = machine
+        self.other_numerics = other_numerics
+        # Who wrote the checkpoint ``load`` returned: {"machine": ..., "numerics": ...}.
+        self.loaded_from: dict[str, Any] | None = None
 
     def save(self, state: dict[str, Any]) -> int:
         """Write ``state`` atomically; the previous checkpoint becomes ``.prev``. Returns its size in bytes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with temporary.open("wb") as handle:
-            torch.save({"fingerprint": self.fingerprint, "numerics": self.numerics, "state": state}, handle)
+            torch.save({"fingerprint": self.fingerprint, "numerics": self.numerics, "machine": self.machine,
+                        "state": state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         if self.path.exists():
@@ -79,9 +88,15 @@ class Checkpointer:
                      "starting afresh")
                 return None
             if self.numerics is not None and saved.get("numerics") != self.numerics:
-                warn(f"checkpoint {path} was written under other numerics ({_numerics_text(saved.get('numerics'))}; "
-                     f"this run: {_numerics_text(self.numerics)}); ignored, starting afresh")
-                return None
+                written = (f"checkpoint {path} was written under other numerics "
+                           f"({_numerics_text(saved.get('numerics'))}, {saved.get('machine') or 'machine not recorded'}"
+                           f"; this run: {_numerics_text(self.numerics)}, {self.machine})")
+                if not self.other_numerics:
+                    warn(f"{written}; ignored, starting afresh")
+                    return None
+                warn(f"{written}; continuing from it under native numerics: the record marks the run as "
+                     "computed on mixed machines")
+            self.loaded_from = {"machine": saved.get("machine"), "numerics": saved.get("numerics")}
             return saved["state"]
         return None
 

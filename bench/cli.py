@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import sys
@@ -19,13 +20,14 @@ from bench.checkpoint import FOLDER as CHECKPOINTS
 from bench.checkpoint import remove_checkpoints
 from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
 from bench.hparams import PRESETS
-from bench.launcher import RayOptions, run_all
+from bench.launcher import RayOptions, auto_jobs, run_all
 from bench.listing import list_command
 from bench.numerics import NumericsError
 from bench.numerics import check as check_numerics
 from bench.plan import UsageError, plan
 from bench.plugins import PluginError, load_plugins
 from bench.runner import RunPaths, RunSpec, load_data
+from bench.status import MANIFEST, status
 from bench.sweep_lock import SweepLock, SweepLocked
 from bench.verify import verify
 from datasets import DATASETS, DataError
@@ -65,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile each model's parts")
     parser.add_argument("--hparams-seed", type=int, default=0,
                         help="0: default hyperparameters; K > 0: the K-th random draw (DomainBed-style search)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs executed concurrently on the device (default 1)")
+    parser.add_argument("--jobs", default="1",
+                        help="runs executed concurrently on the device, or auto: this CPU's faster layout for "
+                             "native numerics (bench.launcher.auto_jobs), one run per core for portable, 1 on "
+                             "a GPU (default 1)")
     parser.add_argument("--launcher", default="local", help="local (this machine) or ray (a Ray cluster)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
     parser.add_argument("--gpus-per-run", type=float, default=None,
@@ -188,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         return list_command(argv[1:])
     if argv[:1] == ["verify"]:
         return verify(argv[1:])
+    if argv[:1] == ["status"]:
+        return status(argv[1:])
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "run_bench.py", *argv])
     try:
         plugins = tuple(plugin.spec for plugin in load_plugins(args.plugins))
         device = resolve_device(args.device)
         specs = plan(args, device.type)
+        args.jobs = auto_jobs(device, specs) if args.jobs == "auto" else int(args.jobs)
         for setting in sorted({spec.numerics for spec in specs}):
             check_numerics(setting)
         gpus = args.gpus_per_run if args.gpus_per_run is not None else float(device.type == "cuda")
@@ -231,10 +239,30 @@ def bars_hidden(hidden: bool) -> Iterator[None]:
             os.environ["TQDM_DISABLE"] = saved
 
 
+def write_manifest(out: Path, specs: list[RunSpec], jobs: int, command: str) -> None:
+    """``OUT/sweep.json``: the runs this folder's sweeps were asked for, so that ``run_bench.py status``
+    can tell the runs not started yet from the ones that are not part of it. A later command into the
+    same folder adds its runs (e.g. another ``--hparams-seed``) and becomes the one named."""
+    path = out / MANIFEST
+    runs: dict[str, dict] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            runs = {run["key"]: run for run in json.loads(path.read_text())["runs"]}
+    for spec in specs:
+        runs.setdefault(spec.key, {"key": spec.key, "method": spec.method, "dataset": spec.dataset,
+                                   "ratio": spec.ratio, "seed": spec.seed, "preset": spec.preset,
+                                   "hparams_seed": spec.hparams_seed, "numerics": spec.numerics,
+                                   "engine": spec.engine, "hparams": spec.hparams,
+                                   "dataset_options": spec.dataset_options})
+    manifest = {"command": command, "jobs": jobs, "git_commit": git_commit(), "runs": list(runs.values())}
+    write_text_atomic(path, json.dumps(manifest, indent=1, default=str) + "\n")
+
+
 def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, device, ray_options: RayOptions,
           out: Path, published: pd.DataFrame, command: str) -> int:
     """Run the pending runs of ``specs`` into ``out`` and render the reports; the exit code."""
     git_commit()  # pin the commit this sweep runs before any run starts
+    write_manifest(out, specs, args.jobs, command)
     results = out / "results.jsonl"
     done = {record.get("key") for record in read_records(results)}
     pending = [spec for spec in specs if spec.key not in done]

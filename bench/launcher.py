@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench.numerics import PORTABLE_ENV
+from bench.numerics import PORTABLE_ENV, cpu_vendor
 from bench.runner import RunPaths, RunSpec, execute, failed_record
 
 LAUNCHERS = ("local", "ray")
@@ -115,6 +115,23 @@ def _ray(specs: list[RunSpec], paths: RunPaths, options: RayOptions) -> Iterator
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+def auto_jobs(device: torch.device, specs: list[RunSpec]) -> int:
+    """``--jobs auto``: how many runs at once fill this machine fastest. On a GPU, 1 (``--jobs N`` shares
+    it on purpose). On the CPU under portable numerics, one run per core (each is pinned to one thread).
+    Under native numerics the better layout of a ResNet-18 step depends on the CPU (``make benchmark``,
+    ``cifar10c_step_*``): on an Intel Xeon (family 6, model 207) one run on both threads is 1.09x the
+    throughput of two one-thread runs, on an AMD EPYC (family 25, model 17) two one-thread runs are 1.2x
+    that of one two-thread run; so one run with every thread on Intel CPUs and one run per core on AMD
+    ones, never more runs than the sweep has."""
+    if device.type != "cpu":
+        return 1
+    cores = os.cpu_count() or 1
+    portable = all(spec.numerics == "portable" for spec in specs)
+    vendor = cpu_vendor()
+    jobs = cores if portable or vendor == "AuthenticAMD" else 1
+    return max(1, min(jobs, len(specs)))
 
 
 def run_all(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: int, progress: bool,

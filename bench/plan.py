@@ -41,8 +41,8 @@ def _number_list(value: str, flag: str, kind: type, valid: Callable[[Any], bool]
     return list(dict.fromkeys(numbers))
 
 
-def _numerics(args: argparse.Namespace, device_type: str) -> str:
-    numerics = getattr(args, "numerics", None) or default_numerics(args.preset, device_type)
+def _numerics(args: argparse.Namespace, device_type: str, datasets: list[str]) -> str:
+    numerics = getattr(args, "numerics", None) or default_numerics(args.preset, device_type, tuple(datasets))
     if numerics not in NUMERICS:
         raise UsageError(f"unknown numerics {numerics}; valid: {', '.join(NUMERICS)}")
     if numerics == "portable" and device_type != "cpu":
@@ -66,8 +66,8 @@ def plan(args: argparse.Namespace, device_type: str = "cpu") -> list[RunSpec]:
         raise UsageError("--epochs must be at least 1")
     if args.hparams_seed < 0:
         raise UsageError("--hparams-seed must be >= 0")
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    if args.jobs != "auto" and not (str(args.jobs).isdigit() and int(args.jobs) >= 1):
+        raise UsageError(f"--jobs {args.jobs}: must be a positive number of runs or auto")
     if args.launcher not in LAUNCHERS:
         raise UsageError(f"unknown launcher {args.launcher}; valid: {', '.join(LAUNCHERS)}")
     if args.launcher == "ray" and importlib.util.find_spec("ray") is None:
@@ -103,7 +103,7 @@ def plan(args: argparse.Namespace, device_type: str = "cpu") -> list[RunSpec]:
                 raise UsageError(f"{m} selects by best_valid_loss, but {d} with these options has no validation "
                                  f"split; {hint}, or --set {m}.selection=last_epoch")
     engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
-    numerics = _numerics(args, device_type)
+    numerics = _numerics(args, device_type, datasets)
     return [
         RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed, numerics)
         for d in datasets for r in ratios[d] for m in methods for s in seeds

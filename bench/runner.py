@@ -110,16 +110,20 @@ def checkpointing(spec: RunSpec, paths: RunPaths, data_fingerprint: str, device:
                   origin: list[dict[str, Any]]) -> Checkpointing | None:
     """The run's checkpoints, fingerprinted by its key, its data, the device type and the code (engine,
     methods, datasets, models and the plugins that define it): any change makes old ones unusable. On the
-    CPU they also carry the numerics they were computed with (``bench.numerics.state``): a checkpoint
-    from another instruction set or thread count is refused, as its continuation would match neither."""
+    CPU they also carry the numerics they were computed with (``bench.numerics.state``) and the CPU model.
+    Under portable numerics a checkpoint from other numerics is refused, as its continuation would match
+    neither; under native numerics (where no record is portable anyway) the run goes on, since a
+    paper-scale run may span machines, and each ``resumed_from`` entry names both machines."""
     if paths.checkpoints is None:
         return None
     plugin_hashes = tuple(sorted(json.dumps(entry, sort_keys=True) for entry in origin))
     identity = json.dumps([spec.key, data_fingerprint, device.type, code_fingerprint(plugin_hashes)])
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:20]
     computed_with = numerics.state() if device.type == "cpu" else None
-    return Checkpointing(Checkpointer(paths.checkpoints, spec.key, fingerprint, computed_with),
-                         paths.checkpoint_every_steps)
+    machine = numerics.cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    checkpointer = Checkpointer(paths.checkpoints, spec.key, fingerprint, computed_with, machine,
+                                other_numerics=spec.numerics == "native")
+    return Checkpointing(checkpointer, paths.checkpoint_every_steps)
 
 
 def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,

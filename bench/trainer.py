@@ -186,6 +186,9 @@ class Training:
             "resumed_from": state.resumed_from,
             "checkpoints": state.checkpoints,
             "oracle": {"best": self.oracle.best, "curve": self.oracle.curve},
+            # For ``run_bench.py status``: the run's length, read without building the method.
+            "plan": {"stages": [asdict(stage) for stage in self.stages],
+                     "steps_per_epoch": self.method.steps_per_epoch()},
             "method": self.method.state_dict(),
             "rng": rng_state(self.generator),
         }
@@ -239,8 +242,13 @@ class Training:
         set_rng_state(saved["rng"], self.generator)
         position = self.state.position
         stage = self.stages[min(position.stage, len(self.stages) - 1)].name
+        checkpointer = self.checkpointing.checkpointer
+        written = checkpointer.loaded_from or {}
+        # Which machine computed up to here and which goes on: native numerics may resume on another CPU.
         self.state.resumed_from.append({"stage": stage, "epoch": position.epoch, "step": position.steps,
-                                        "batch": position.batch})
+                                        "batch": position.batch, "machine": checkpointer.machine,
+                                        "numerics": checkpointer.numerics, "written_on": written.get("machine"),
+                                        "written_numerics": written.get("numerics")})
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -124,3 +124,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def mixed_machines(resumed_from: list[dict[str, Any]]) -> list[str]:
+    """The resumes of a run (its ``resumed_from``) where another machine or other numerics went on from a
+    checkpoint (native numerics allow it; the continuation then matches neither machine's own run), each
+    as 'stage after N epoch(s): A -> B'. Entries of records made before the machines were recorded count
+    as unmixed."""
+    mixed = []
+    for entry in resumed_from:
+        if "written_on" not in entry:
+            continue
+        if entry["written_on"] != entry.get("machine") or entry.get("written_numerics") != entry.get("numerics"):
+            before, after = entry["written_on"] or "not recorded", entry.get("machine") or "not recorded"
+            if before == after:
+                before += f" ({entry.get('written_numerics')})"
+                after += f" ({entry.get('numerics')})"
+            mixed.append(f"{entry['stage']} after {entry['epoch']} epoch(s): {before} -> {after}")
+    return mixed

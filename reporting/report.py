@@ -11,6 +11,7 @@ import pandas as pd
 
 from reporting.diagnostics import render_bias_probe, render_conflict_detection
 from reporting.published import render_comparison
+from reporting.records import mixed_machines
 from reporting.significance import render_seed_statistics
 from reporting.tables import RUN_COLUMNS, latest_ok, ratio_label, render_markdown, render_timing, selection_rules
 
@@ -113,6 +114,8 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
     resumed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: "
                + "; ".join(f"{e['stage']} after {e['epoch']} epoch(s), step {e['step']}" for e in r["resumed_from"])
                for r in ok if r.get("resumed_from")]
+    mixed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: " + "; ".join(changes)
+             for r in ok if (changes := mixed_machines(r.get("resumed_from") or []))]
     parts = [
         "# debias-bench report",
         f"{len(ok)} completed runs, {len(failed)} failed, {len(missing)} missing from the grid.",
@@ -134,5 +137,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
         ("Missing (no ok record):\n" + _bullets(missing)) if missing else "No missing runs.",
         ("Resumed from an in-run checkpoint (same result as uninterrupted):\n" + _bullets(resumed)) if resumed
         else "No run was resumed from an in-run checkpoint.",
+        *(["**Resumed on another machine or under other numerics** (native numerics: the result matches "
+           "neither machine's uninterrupted run):\n" + _bullets(mixed)] if mixed else []),
     ]
     return "\n\n".join(parts) + "\n"

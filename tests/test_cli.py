@@ -12,6 +12,7 @@ import torch
 
 import bench.launcher
 from bench.cli import main
+from bench.runner import RunSpec
 from reporting.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,8 @@ def test_a_torn_last_line_is_repaired_on_rerun(tmp_path, data_root, cache_dir):
     (["--ratios", "abc"], "expected comma-separated numbers"),
     (["--seeds", "x"], "expected comma-separated non-negative integers"),
     (["--seeds", "-1"], "expected comma-separated non-negative integers"),
-    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--jobs", "0"], "--jobs 0: must be a positive number of runs or auto"),
+    (["--jobs", "two"], "--jobs two: must be a positive number of runs or auto"),
     (["--preset", "huge"], "unknown preset huge; valid: quick, paper"),
     (["--device", "tpu"], "unknown device tpu; valid: auto, cpu, cuda"),
     (["--set", "erm.nope=1"], "unknown key; valid:"),
@@ -209,3 +211,19 @@ def test_report_names_failed_and_missing_runs(tmp_path):
     assert "![Unbiased test accuracy against bias ratio" in report
     for name in ("accuracy_vs_ratio.png", "training_curves.png", "time_per_phase.png"):
         assert (out / name).is_file()
+
+
+@pytest.mark.parametrize(("vendor", "numerics", "runs", "expected"), [
+    ("GenuineIntel", "native", 4, 1),  # one run on every thread: 1.09x on an Intel Xeon (family 6, model 207)
+    ("AuthenticAMD", "native", 4, 2),  # one run per core: 1.2x on an AMD EPYC (family 25, model 17)
+    ("GenuineIntel", "portable", 4, 2),  # portable runs are pinned to one thread each
+    ("AuthenticAMD", "native", 1, 1),  # never more workers than runs
+])
+def test_jobs_auto_picks_the_layout_per_cpu(monkeypatch, vendor, numerics, runs, expected):
+    from bench import launcher
+
+    monkeypatch.setattr(launcher, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 2)
+    specs = [RunSpec("erm", "cifar10c", 0.05, seed, "paper", {}, {}, numerics=numerics) for seed in range(runs)]
+    assert launcher.auto_jobs(torch.device("cpu"), specs) == expected
+    assert launcher.auto_jobs(torch.device("cuda"), specs) == 1

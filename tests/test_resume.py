@@ -20,6 +20,7 @@ import torch
 from bench.checkpoint import Checkpointer
 from bench.cli import main
 from bench.faults import KILL_AT
+from bench.numerics import cpu_model
 from reporting.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,11 @@ def command(out: Path, data_root: Path, cache_dir: Path, method: str, *extra: st
     quicker = ("--set", "jtt.lambda_up=5") if method == "jtt" else ()  # a shorter upsampled epoch
     return ["--methods", method, "--out", str(out), "--data-root", str(data_root), "--cache-dir", str(cache_dir),
             *SMALL, *quicker, *extra]
+
+
+def positions(record: dict) -> list[dict]:
+    """Where each resume of ``record`` started (its ``resumed_from`` without the machines)."""
+    return [{key: entry[key] for key in ("stage", "epoch", "step", "batch")} for entry in record["resumed_from"]]
 
 
 def killed_run(argv: list[str], point: str) -> None:
@@ -100,7 +106,9 @@ def test_fixed_step_checkpoints_resume_inside_an_epoch(tmp_path, data_root, cach
     killed_run(command(killed_out, data_root, cache_dir, "lff", "--checkpoint-every", "2"), "train:9")
     assert main(command(killed_out, data_root, cache_dir, "lff", "--checkpoint-every", "2")) == 0
     (resumed,) = read_records(killed_out / "results.jsonl")
-    assert resumed["resumed_from"] == [{"stage": "train", "epoch": 1, "step": 8, "batch": 3}]
+    assert positions(resumed) == [{"stage": "train", "epoch": 1, "step": 8, "batch": 3}]
+    (entry,) = resumed["resumed_from"]  # the same machine wrote the checkpoint and went on from it
+    assert entry["machine"] == entry["written_on"] == cpu_model() and entry["numerics"] == entry["written_numerics"]
     assert_same_run(resumed, read_records(plain_out / "results.jsonl")[0])
     report = (killed_out / "report.md").read_text()
     assert "Resumed from an in-run checkpoint" in report
@@ -141,7 +149,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, data_ro
     assert "is unreadable" in capfd.readouterr().err
     (record,) = read_records(out / "results.jsonl")
     # The newest checkpoint was epoch 2's (step 10); the previous one, epoch 1's.
-    assert record["resumed_from"] == [{"stage": "train", "epoch": 1, "step": 5, "batch": 0}]
+    assert positions(record) == [{"stage": "train", "epoch": 1, "step": 5, "batch": 0}]
     assert main(command(tmp_path / "plain", data_root, cache_dir, "erm")) == 0
     assert_same_run(record, read_records(tmp_path / "plain" / "results.jsonl")[0])
 
@@ -187,6 +195,30 @@ def test_a_killed_run_resumes_on_cuda(tmp_path, data_root, cache_dir):
                "debiased:start")
     assert main(command(killed_out, data_root, cache_dir, "pgd", "--device", "cuda")) == 0
     (plain,), (resumed,) = read_records(plain_out / "results.jsonl"), read_records(killed_out / "results.jsonl")
-    assert resumed["resumed_from"] == [{"stage": "biased", "epoch": 3, "step": 15, "batch": 0}]
+    assert positions(resumed) == [{"stage": "biased", "epoch": 3, "step": 15, "batch": 0}]
     assert resumed["stage_steps"] == plain["stage_steps"]
     assert resumed["test_acc"] == pytest.approx(plain["test_acc"], abs=0.05)
+
+
+def test_a_native_run_resumed_on_another_machine_goes_on_and_is_flagged(tmp_path, data_root, cache_dir, capfd):
+    """A paper-scale native run may be interrupted on one CPU model and resumed on another: it continues
+    (hours of work kept), its ``resumed_from`` entry names both machines, and the report flags it. The
+    other machine is simulated by rewriting who wrote the checkpoint."""
+    out = tmp_path / "out"
+    killed_run(command(out, data_root, cache_dir, "erm", "--checkpoint-every", "epoch"), "train:12")
+    for path in (out / "checkpoints").glob("*.pt"):
+        saved = torch.load(path, weights_only=True)
+        saved["machine"] = "AMD EPYC 9B14 (family 25, model 17)"
+        saved["numerics"] = {**saved["numerics"], "cpu_capability": "AVX512", "onednn_isa": "AVX-512 with BF16"}
+        torch.save(saved, path)
+    capfd.readouterr()
+    assert main(command(out, data_root, cache_dir, "erm")) == 0
+    assert "continuing from it under native numerics" in capfd.readouterr().err
+    (record,) = read_records(out / "results.jsonl")
+    assert positions(record) == [{"stage": "train", "epoch": 2, "step": 10, "batch": 0}]
+    (entry,) = record["resumed_from"]
+    assert entry["written_on"] == "AMD EPYC 9B14 (family 25, model 17)" and entry["machine"] == cpu_model()
+    report = (out / "report.md").read_text()
+    assert "**Resumed on another machine or under other numerics**" in report
+    assert f"erm cmnist 5% seed 0: train after 2 epoch(s): AMD EPYC 9B14 (family 25, model 17) -> {cpu_model()}" \
+        in report

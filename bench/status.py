@@ -1,0 +1,300 @@
+"""``run_bench.py status OUT``: a sweep's state at a glance, read from its folder alone.
+
+Every run the folder's sweeps asked for (``OUT/sweep.json``, written when a sweep starts) is one of:
+- ``done``: its ok record, with the unbiased test accuracy as selected, the oracle and the run's time;
+- ``failed``: its failed record, with the error (a rerun retries it);
+- ``running`` / ``interrupted``: it has an in-run checkpoint, and the folder's sweep lock is held or not;
+  its stage, epoch and step from the checkpoint, the last test evaluation, optimiser steps per second
+  so far (every phase counted: evaluations and checkpoints too) and the projected time left;
+- ``not started``: projected from a finished run of the same method and dataset, else from the steps its
+  schedule takes and the seconds per step seen on the dataset, scaled by its number of models (``~``).
+
+Then the whole sweep's projected time left, in run-hours and in wall-clock hours at the sweep's
+``--jobs``. A run resumed on another machine under native numerics is flagged (``mixed machines``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.checkpoint import FOLDER as CHECKPOINTS
+from bench.sweep_lock import LOCK_NAME
+from reporting.records import RecordError, mixed_machines, read_records
+from reporting.tables import ratio_label
+
+MANIFEST = "sweep.json"
+
+
+class StatusError(ValueError):
+    """The folder is not a sweep's; one-line message."""
+
+
+@dataclass
+class RunState:
+    run: dict[str, Any]
+    state: str
+    figure: str = ""
+    where: str = ""
+    last_eval: str = ""
+    steps_per_s: float | None = None
+    left_s: float | None = None
+    estimated: bool = False
+    note: str = ""
+
+
+def sweep_running(out: Path) -> bool:
+    """Whether a live sweep holds the folder's lock (``bench.sweep_lock``)."""
+    path = out / LOCK_NAME
+    if not path.exists():
+        return False
+    with path.open("r") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def load_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
+    if not out.is_dir():
+        raise StatusError(f"{out} is not a folder")
+    if not path.is_file():
+        raise StatusError(f"{out} is not a sweep's folder: no {MANIFEST} (run_bench.py writes one when a sweep "
+                          "starts)")
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["runs"] = [dict(run) for run in manifest["runs"]]
+        missing = [name for run in manifest["runs"] for name in ("key", "method", "dataset", "ratio", "seed")
+                   if name not in run]
+        if missing:
+            raise KeyError(missing[0])
+    except (ValueError, KeyError, TypeError) as error:
+        raise StatusError(f"{path} is not a sweep manifest ({type(error).__name__}: {error})") from None
+    return manifest
+
+
+def read_checkpoint(out: Path, key: str) -> dict[str, Any] | None:
+    """The newest readable in-run checkpoint of run ``key`` (the state only), or None."""
+    for name in (f"{key}.pt", f"{key}.prev.pt"):
+        path = out / CHECKPOINTS / name
+        if not path.is_file():
+            continue
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # truncated or being replaced: try the previous one
+            continue
+        if isinstance(saved, dict) and isinstance(saved.get("state"), dict):
+            return saved["state"]
+    return None
+
+
+def planned_steps(plan: dict[str, Any], log: list[dict[str, Any]]) -> int:
+    """Optimiser steps of the whole run: each stage's budget, else its epochs times the epoch length (the
+    logged one where the stage has finished an epoch, since sampling may lengthen it, e.g. JTT's)."""
+    total = 0
+    for stage in plan["stages"]:
+        if stage.get("steps"):
+            total += int(stage["steps"])
+            continue
+        rows = [row["steps"] for row in log if row["stage"] == stage["name"]]
+        per_epoch = rows[0] if rows else plan["steps_per_epoch"]
+        total += int(stage["epochs"]) * int(per_epoch)
+    return total
+
+
+def steps_done(plan: dict[str, Any], state: dict[str, Any]) -> int:
+    """Steps finished: every earlier stage's (from the log) and the current one's."""
+    position = state["position"]
+    names = [stage["name"] for stage in plan["stages"]]
+    done = sum(state["stage_steps"].get(name, 0) for name in names[: position["stage"]])
+    return done + int(position["steps"])
+
+
+def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool) -> RunState:
+    plan, position = state.get("plan"), state["position"]
+    status = RunState(run, "running" if running else "interrupted")
+    if plan is None:
+        status.note = "checkpoint without a plan (older code): no projection"
+        return status
+    stages = plan["stages"]
+    stage = stages[min(position["stage"], len(stages) - 1)]
+    status.where = (f"{stage['name']} ({position['stage'] + 1}/{len(stages)}), epoch {position['epoch']}/"
+                    f"{stage['epochs']}, step {position['steps']}")
+    curve = state.get("oracle", {}).get("curve") or []
+    if curve:
+        status.last_eval = f"test {100 * curve[-1][1]:.2f} % at step {curve[-1][0]}"
+    elif state["log"] and state["log"][-1].get("valid_acc") is not None:
+        row = state["log"][-1]
+        status.last_eval = f"valid {100 * row['valid_acc']:.2f} % after epoch {row['epoch']}"
+    done, total = steps_done(plan, state), planned_steps(plan, state["log"])
+    wall = float(state.get("wall_s", 0.0))
+    if done > 0 and wall > 0:
+        status.steps_per_s = done / wall
+        status.left_s = max(total - done, 0) / status.steps_per_s
+    status.figure = f"{done:,} of {total:,} steps ({100 * done / total:.1f} %)" if total else ""
+    mixed = mixed_machines(state.get("resumed_from") or [])
+    if mixed:
+        status.note = "mixed machines: " + "; ".join(mixed)
+    return status
+
+
+def models_and_steps(run: dict[str, Any], train_size: int) -> tuple[int, int] | None:
+    """(number of models, optimiser steps) of a run not started yet: its method built on the meta device
+    (no memory, no compute) over a training set of ``train_size``. None where that fails."""
+    from datasets import DATASETS
+    from methods import METHODS, RunContext
+
+    try:
+        dataset = DATASETS[run["dataset"]](run.get("dataset_options") or dict(DATASETS[run["dataset"]].OPTIONS))
+        meta = torch.device("meta")
+        ctx = RunContext(dataset.num_classes, dataset.model_input_shape(),
+                         torch.zeros(train_size, dtype=torch.long, device=meta), meta, torch.Generator())
+        method = METHODS[run["method"]](dict(run["hparams"]), ctx)
+        stages = method.stages()
+        per_epoch = method.steps_per_epoch()
+    except Exception:
+        return None
+    steps = sum(stage.steps if stage.steps else stage.epochs * per_epoch for stage in stages)
+    return len(method.models), steps
+
+
+def not_started(run: dict[str, Any], finished: list[dict[str, Any]], rates: dict[str, tuple[float, int]],
+                sizes: dict[str, int]) -> RunState:
+    status = RunState(run, "not started")
+    same = [r["timing"]["total_s"] for r in finished
+            if r["method"] == run["method"] and r["dataset"] == run["dataset"] and r.get("timing")]
+    if same:
+        status.left_s = sum(same) / len(same)
+        status.note = f"projected from {len(same)} finished {run['method']} run(s)"
+        return status
+    if run["dataset"] in rates and run["dataset"] in sizes:
+        seconds_per_step_per_model, _ = rates[run["dataset"]]
+        shape = models_and_steps(run, sizes[run["dataset"]])
+        if shape is not None:
+            models, steps = shape
+            status.left_s = steps * seconds_per_step_per_model * models
+            status.estimated = True
+            status.note = f"~ {steps:,} steps x {models} model(s) at the dataset's seconds per step and model"
+    return status
+
+
+def dataset_rates(states: list[tuple[dict[str, Any], dict[str, Any]]],
+                  finished: list[dict[str, Any]]) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
+    """Per dataset: seconds per optimiser step and model, from the runs in progress (checkpoints), and the
+    training set's size (records, or a plan's epoch length times the batch)."""
+    rates: dict[str, tuple[float, int]] = {}
+    sizes: dict[str, int] = {}
+    for record in finished:
+        sizes.setdefault(record["dataset"], int(record.get("dataset_sizes", {}).get("train", 0)) or 0)
+    for run, state in states:
+        plan = state.get("plan")
+        if plan is None:
+            continue
+        done, wall = steps_done(plan, state), float(state.get("wall_s", 0.0))
+        models = len(state.get("method", {}).get("optimizers", {})) or 1
+        if done > 0 and wall > 0:
+            seconds, count = rates.get(run["dataset"], (0.0, 0))
+            rates[run["dataset"]] = ((seconds * count + wall / done / models) / (count + 1), count + 1)
+        if not sizes.get(run["dataset"]):
+            sizes[run["dataset"]] = int(plan["steps_per_epoch"]) * int(run["hparams"].get("batch_size", 1))
+    return rates, {name: size for name, size in sizes.items() if size}
+
+
+def hours(seconds: float | None, estimated: bool = False) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{'~' if estimated else ''}{seconds / 3600:.1f} h"
+
+
+def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
+    manifest = load_manifest(out)
+    results = out / "results.jsonl"
+    records: list[dict[str, Any]] = []
+    if results.is_file():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a torn last line is the running sweep's to mend
+            records = read_records(results, on_bad=lambda _: None)
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.get("key"):
+            latest[record["key"]] = record if record.get("status") == "ok" else latest.get(record["key"], record)
+    finished = [r for r in latest.values() if r.get("status") == "ok"]
+    running = sweep_running(out)
+    checkpoints = {run["key"]: read_checkpoint(out, run["key"]) for run in manifest["runs"]}
+    active = [(run, checkpoints[run["key"]]) for run in manifest["runs"]
+              if checkpoints[run["key"]] is not None and latest.get(run["key"], {}).get("status") != "ok"]
+    rates, sizes = dataset_rates(active, finished)
+    states = []
+    for run in manifest["runs"]:
+        record, state = latest.get(run["key"]), checkpoints[run["key"]]
+        if record is not None and record.get("status") == "ok":
+            oracle = record.get("oracle_test_acc")
+            figure = f"test {100 * record['test_acc']:.2f} %" + (
+                f" (oracle {100 * oracle:.2f} %)" if isinstance(oracle, float) else "")
+            mixed = mixed_machines(record.get("resumed_from") or [])
+            states.append(RunState(run, "done", figure, f"{record['timing']['total_s'] / 3600:.1f} h",
+                                   note="mixed machines: " + "; ".join(mixed) if mixed else ""))
+        elif state is not None:
+            states.append(in_progress(run, state, running))
+        elif record is not None:
+            states.append(RunState(run, "failed", note=str(record.get("error", ""))[:120]))
+        else:
+            states.append(not_started(run, finished, rates, sizes))
+    return manifest, states, running
+
+
+def render(out: Path) -> str:
+    manifest, states, running = collect(out)
+    rows = ["| run | status | figure | where | last evaluation | steps/s | time left | note |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s in states:
+        run = s.run
+        name = f"{run['method']} {run['dataset']} {ratio_label(run['ratio'])} seed {run['seed']}"
+        if run.get("hparams_seed"):
+            name += f" (hparams {run['hparams_seed']})"
+        rate = f"{s.steps_per_s:.3f}" if s.steps_per_s else ""
+        left = "" if s.state in ("done", "failed") else hours(s.left_s, s.estimated)
+        rows.append(f"| {name} | {s.state} | {s.figure} | {s.where} | {s.last_eval} | {rate} | {left} | {s.note} |")
+    counts = {state: sum(s.state == state for s in states)
+              for state in ("done", "running", "interrupted", "failed", "not started")}
+    pending = [s for s in states if s.state not in ("done", "failed")]
+    known = [s.left_s for s in pending if s.left_s is not None]
+    unknown = len(pending) - len(known)
+    jobs = max(1, int(manifest.get("jobs") or 1))
+    total = sum(known)
+    left = f"{total / 3600:.1f} run-hours" + (f" (and {unknown} run(s) not projected)" if unknown else "")
+    wall = f"; at --jobs {jobs}, about {total / 3600 / jobs:.1f} h of wall time" if jobs > 1 and known else ""
+    summary = (f"{len(states)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+               + f". Sweep {'running' if running else 'not running'}. Projected time left: "
+               + (left + wall if pending else "none") + ".")
+    return "\n".join([f"# Sweep status: {out.name}", "", f"Command: `{manifest.get('command', '')}`",
+                      f"Commit: {manifest.get('git_commit')}", "", summary, "", *rows]) + "\n"
+
+
+def status(argv: list[str]) -> int:
+    """``run_bench.py status OUT [--write FILE]``: print (or also write) the sweep's state."""
+    parser = argparse.ArgumentParser(prog="run_bench.py status", description="a sweep's state at a glance")
+    parser.add_argument("out", help="the sweep's output folder")
+    parser.add_argument("--write", default=None, metavar="FILE", help="also write the table to FILE")
+    args = parser.parse_args(argv)
+    try:
+        text = render(Path(args.out))
+    except (StatusError, RecordError) as error:
+        print(f"run_bench.py: error: {error}", file=sys.stderr)
+        return 2
+    if args.write:
+        Path(args.write).write_text(text)
+    print(text, end="")
+    return 0
+

@@ -1,0 +1,67 @@
+"""``run_bench.py status OUT``: every run of a sweep as done, running, interrupted or not started, with the
+projected time left; one line of error for a folder that is not a sweep's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_resume import command, killed_run
+
+from bench.cli import main
+from bench.sweep_lock import SweepLock
+
+
+def status_lines(out, capsys) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = main(["status", str(out)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def row(lines: list[str], run: str) -> list[str]:
+    (line,) = [line for line in lines if line.startswith(f"| {run} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_status_follows_a_sweep_from_interrupted_to_done(tmp_path, data_root, cache_dir, capsys):
+    out = tmp_path / "out"
+    argv = [*command(out, data_root, cache_dir, "erm,lff", "--checkpoint-every", "epoch")]
+    killed_run(argv, "train:12")  # ERM, the first run, killed in its third epoch (5 steps per epoch)
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert [run["method"] for run in manifest["runs"]] == ["erm", "lff"]
+
+    code, lines = status_lines(out, capsys)
+    assert code == 0
+    erm, lff = row(lines, "erm cmnist 5% seed 0"), row(lines, "lff cmnist 5% seed 0")
+    assert erm[1] == "interrupted"
+    assert erm[2] == "10 of 15 steps (66.7 %)"  # the last checkpoint: the end of epoch 2
+    assert erm[3] == "train (1/1), epoch 2/3, step 10"
+    assert erm[4].startswith("test ") and erm[4].endswith(" % at step 10")  # the oracle curve's last point
+    assert float(erm[5]) > 0 and erm[6].endswith(" h")
+    assert lff[1] == "not started" and lff[6].startswith("~")  # from ERM's seconds per step, twice the models
+    assert "2 runs: 1 interrupted, 1 not started. Sweep not running." in "\n".join(lines)
+
+    with SweepLock(out, "a sweep"):  # a live sweep holds the folder: its checkpointed run is running
+        assert row(status_lines(out, capsys)[1], "erm cmnist 5% seed 0")[1] == "running"
+
+    assert main(argv) == 0
+    code, lines = status_lines(out, capsys)
+    assert code == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    erm = row(lines, "erm cmnist 5% seed 0")
+    assert erm[1] == "done" and erm[2].startswith(f"test {100 * records[0]['test_acc']:.2f} %")
+    assert "Projected time left: none." in "\n".join(lines)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "not_json"])
+def test_status_of_a_folder_that_is_not_a_sweep_is_one_line_of_error(tmp_path, capsys, make):
+    out = tmp_path / "out"
+    if make != "missing":
+        out.mkdir()
+    if make == "not_json":
+        (out / "sweep.json").write_text("{not json")
+    assert main(["status", str(out)]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("run_bench.py: error: ") and str(out) in line
+    assert captured.out == ""
