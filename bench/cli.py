@@ -32,6 +32,7 @@ from bench.sweep_lock import SweepLock, SweepLocked
 from bench.verify import verify
 from datasets import DATASETS, DataError
 from methods import METHODS
+from reporting.convergence import convergence_rows
 from reporting.published import PublishedError, load_published
 from reporting.records import RecordError, append_record, read_records, write_text_atomic
 from reporting.report import render_report
@@ -116,6 +117,9 @@ def write_reports(out: Path, records: list[dict], published: pd.DataFrame) -> st
                            ("training_curves.png", draw.training_curves), ("time_per_phase.png", draw.time_per_phase)):
             plot(records, out / name)
             plots.append(name)
+        if convergence_rows(records):
+            draw.convergence_curves(records, out / "convergence.png")
+            plots.append("convergence.png")
         plots += list(draw.group_accuracy_maps(records, out)) + list(draw.conflict_pr_curves(records, out))
     write_text_atomic(out / "report.md", render_report(records, plots, published, out))
     return tables["table.md"]

@@ -29,6 +29,7 @@ import torch
 from bench.checkpoint import FOLDER as CHECKPOINTS
 from bench.sweep_lock import LOCK_NAME
 from reporting.records import RecordError, mixed_machines, read_records
+from reporting.report import portable_command
 from reporting.tables import ratio_label
 
 MANIFEST = "sweep.json"
@@ -149,9 +150,11 @@ def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool) -> Ru
     return status
 
 
-def models_and_steps(run: dict[str, Any], train_size: int) -> tuple[int, int] | None:
-    """(number of models, optimiser steps) of a run not started yet: its method built on the meta device
-    (no memory, no compute) over a training set of ``train_size``. None where that fails."""
+def models_and_steps(run: dict[str, Any], train_size: int) -> tuple[float, int] | None:
+    """(models trained per step, optimiser steps) of a run not started yet: its method built on the meta
+    device (no memory, no compute) over a training set of ``train_size``. A multi-stage method is taken to
+    train its models one stage each (PGD, JTT), a one-stage method all of them at every step (LfF, DFA).
+    None where that fails."""
     from datasets import DATASETS
     from methods import METHODS, RunContext
 
@@ -166,7 +169,7 @@ def models_and_steps(run: dict[str, Any], train_size: int) -> tuple[int, int] | 
     except Exception:
         return None
     steps = sum(stage.steps if stage.steps else stage.epochs * per_epoch for stage in stages)
-    return len(method.models), steps
+    return len(method.models) / len(stages), steps
 
 
 def not_started(run: dict[str, Any], finished: list[dict[str, Any]], rates: dict[str, tuple[float, int]],
@@ -185,7 +188,7 @@ def not_started(run: dict[str, Any], finished: list[dict[str, Any]], rates: dict
             models, steps = shape
             status.left_s = steps * seconds_per_step_per_model * models
             status.estimated = True
-            status.note = f"~ {steps:,} steps x {models} model(s) at the dataset's seconds per step and model"
+            status.note = f"~ {steps:,} steps x {models:g} model(s) per step at the dataset's seconds per model-step"
     return status
 
 
@@ -202,7 +205,7 @@ def dataset_rates(states: list[tuple[dict[str, Any], dict[str, Any]]],
         if plan is None:
             continue
         done, wall = steps_done(plan, state), float(state.get("wall_s", 0.0))
-        models = len(state.get("method", {}).get("optimizers", {})) or 1
+        models = (len(state.get("method", {}).get("optimizers", {})) or 1) / len(plan["stages"])
         if done > 0 and wall > 0:
             seconds, count = rates.get(run["dataset"], (0.0, 0))
             rates[run["dataset"]] = ((seconds * count + wall / done / models) / (count + 1), count + 1)
@@ -278,7 +281,8 @@ def render(out: Path) -> str:
     summary = (f"{len(states)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
                + f". Sweep {'running' if running else 'not running'}. Projected time left: "
                + (left + wall if pending else "none") + ".")
-    return "\n".join([f"# Sweep status: {out.name}", "", f"Command: `{manifest.get('command', '')}`",
+    command = portable_command(manifest["command"], out) if manifest.get("command") else ""
+    return "\n".join([f"# Sweep status: {out.name}", "", f"Command (paths relative to the checkout): `{command}`",
                       f"Commit: {manifest.get('git_commit')}", "", summary, "", *rows]) + "\n"
 
 

@@ -21,6 +21,19 @@ def summary_lines(report: dict) -> list[str]:
             if "step_seconds" in extra:  # cifar10c's protocol: 176 steps per epoch, 50k iterations (DFA's budget)
                 lines.append(f"cifar10c_erm_epoch_seconds: {extra['step_seconds'] * 176:.2f}")
                 lines.append(f"cifar10c_erm_50k_iterations_projected_s: {extra['step_seconds'] * 50_000:.0f}")
+        elif name == "test_cifar10c_step_configurations":
+            for config, seconds in extra["step_seconds"].items():
+                lines.append(f"cifar10c_step_seconds_{config}: {seconds:.3f}")
+            for config, rate in extra["steps_per_s"].items():
+                lines.append(f"cifar10c_machine_steps_per_s_{config}: {rate:.3f}")
+            lines.append(f"cifar10c_cores: {extra['cores']}")
+            lines.append(f"cifar10c_better_layout: {extra['better_layout']} ({extra['layout_gain']:.2f}x)")
+            lines.append(f"cifar10c_fastest_fp32: {extra['fastest_fp32']}")
+            for figure in ("suite_over_bare_1xN", "suite_over_bare_Nx1", "portable_slowdown",
+                           "channels_last_speedup", "compile_speedup", "bf16_speedup"):
+                if extra.get(figure) is not None:
+                    lines.append(f"cifar10c_{figure}: {extra[figure]:.2f}")
+            lines.append(f"cifar10c_paper_erm_training_s_projected: {extra['paper_erm_training_s_projected']:.0f}")
         elif name == "test_resnet18_train_step":
             lines.append(f"resnet18_step_seconds_batch256: {median:.3f}")
         elif name == "test_pgd_scoring_closed_form_vs_loop":

@@ -15,6 +15,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from reporting.convergence import TOLERANCE, convergence_rows, curve_of
 from reporting.tables import latest_ok, summarize
 
 
@@ -108,6 +109,37 @@ def time_per_phase(records: list[dict[str, Any]], path: Path) -> dict[str, dict[
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return means
+
+
+def convergence_curves(records: list[dict[str, Any]], path: Path) -> dict[str, list[float]]:
+    """Test accuracy at every oracle evaluation of each run's selected stage, one panel per dataset x
+    ratio (``reporting.convergence``): a band of ± ``TOLERANCE`` around the final figure and a marker where
+    the run stays within it from. Selected on test: for analysis only, and labelled so."""
+    rows = {(r["method"], r["dataset"], r["ratio"], r["seed"]): r for r in convergence_rows(records)}
+    runs = [r for r in latest_ok(records) if (r["method"], r["dataset"], r["ratio"], r["seed"]) in rows]
+    cells = list(dict.fromkeys((r["dataset"], r["ratio"]) for r in runs))
+    fig, axes = plt.subplots(1, max(1, len(cells)), figsize=(6 * max(1, len(cells)), 4), squeeze=False)
+    drawn: dict[str, list[float]] = {}
+    for ax, (dataset, ratio) in zip(axes[0], cells, strict=False):
+        for record in (r for r in runs if (r["dataset"], r["ratio"]) == (dataset, ratio)):
+            steps, accuracy = curve_of(record)
+            row = rows[record["method"], dataset, ratio, record["seed"]]
+            label = f"{record['method']} seed {record['seed']}"
+            (line,) = ax.plot(steps, accuracy, label=label, linewidth=1)
+            ax.axhspan(row["final"] - TOLERANCE, row["final"] + TOLERANCE, color=line.get_color(), alpha=0.12)
+            if row["stays_within_final"] is not None:
+                ax.axvline(row["stays_within_final"], color=line.get_color(), linestyle=":", linewidth=1)
+            drawn[f"{dataset} {ratio * 100:g}% {label}"] = accuracy
+        ax.set_title(f"{dataset} {ratio * 100:g}%: test accuracy along the selected stage\n(oracle's evaluations, "
+                     f"selected on test; band ± {TOLERANCE:g} pt of final, dotted: stays within from)", fontsize=8)
+        ax.set_xlabel("optimiser steps of the selected stage")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return drawn
 
 
 def _file_tag(dataset: str, ratio: float) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from reporting.convergence import render_convergence
 from reporting.diagnostics import render_bias_probe, render_conflict_detection
 from reporting.published import render_comparison
 from reporting.records import mixed_machines
@@ -20,6 +21,8 @@ PLOTS = {
     "training_curves.png": "Validation accuracy per epoch, one run per method (without a validation split: "
                            "test accuracy at the oracle's evaluations, selected on test)",
     "time_per_phase.png": "Seconds per phase, mean over runs",
+    "convergence.png": "Test accuracy along each run's selected stage, with ± 1 point of its final figure "
+                       "(oracle's evaluations, selected on test: for analysis only)",
 }
 
 
@@ -122,6 +125,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
         "## Accuracy", render_markdown(records),
         "## Ours against published numbers", render_comparison(records, published),
         "## Timing", render_timing(records),
+        "## Convergence", render_convergence(records),
         "## Across seeds", render_seed_statistics(records),
         "## Diagnostics", "### Conflict detection", render_conflict_detection(records),
         "### Bias probe", render_bias_probe(records),
