@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from bench.messages import warn
 
 FOLDER = "checkpoints"
 SOURCES = ("bench", "methods", "datasets", "models", "spaces")
@@ -109,10 +110,6 @@ def _numerics_text(numerics: dict[str, Any] | None) -> str:
     if not numerics:
         return "not recorded"
     return ", ".join(f"{name} {value}" for name, value in numerics.items())
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def remove_checkpoints(folder: Path, key: str) -> None:

@@ -22,6 +22,7 @@ from bench.environment import DEVICES, DeviceError, git_commit, resolve_device
 from bench.hparams import PRESETS
 from bench.launcher import RayOptions, auto_jobs, run_all
 from bench.listing import list_command
+from bench.messages import one_line_warnings, warn
 from bench.numerics import NumericsError
 from bench.numerics import check as check_numerics
 from bench.plan import UsageError, plan
@@ -141,14 +142,16 @@ def report(argv: list[str]) -> int:
         published = load_published()
         skipped: list[str] = []
         records = read_records(results, on_bad=skipped.append if args.skip_bad else None)
+        for line in skipped:
+            warn(f"skipped {line}")
+        if not records:
+            raise UsageError(f"{results} has no records" + (" left after the skipped lines" if skipped else ""))
     except RecordError as error:
         print(f"run_bench.py: error: {error} (--skip-bad renders the good records)", file=sys.stderr)
         return 2
     except (UsageError, PublishedError) as error:
         print(f"run_bench.py: error: {error}", file=sys.stderr)
         return 2
-    for line in skipped:
-        print(f"run_bench.py: warning: skipped {line}", file=sys.stderr)
     print(write_reports(results.parent, records, published))
     return 0
 
@@ -191,6 +194,7 @@ def checkpoint_every(text: str) -> tuple[bool, int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    one_line_warnings()
     if argv[:1] == ["report"]:
         return report(argv[1:])
     if argv[:1] == ["list"]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from bench.messages import one_line_warnings
 from bench.numerics import PORTABLE_ENV, cpu_vendor
 from bench.runner import RunPaths, RunSpec, execute, failed_record
 
@@ -50,6 +51,7 @@ def _init_worker(threads: int, driver: int) -> None:
     took the cores and whose records had no one left to write them. On Linux the kernel sends the worker
     SIGKILL when the driver dies (prctl PR_SET_PDEATHSIG); its run resumes from its checkpoint next time."""
     torch.set_num_threads(threads)
+    one_line_warnings()
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != driver:  # the driver died before the call above

@@ -53,7 +53,17 @@ def record_problem(record: Any) -> str | None:
     if record["status"] not in STATUSES:
         return f"status {record['status']!r}; valid: {', '.join(STATUSES)}"
     if record["status"] == "ok":
-        return _wrong(REQUIRED_OK, record) or _wrong(REQUIRED_TIMING, record["timing"], "timing.")
+        return (_wrong(REQUIRED_OK, record) or _wrong(REQUIRED_TIMING, record["timing"], "timing.")
+                or _not_finite(record) or _not_finite(record["timing"], "timing."))
+    return None
+
+
+def _not_finite(record: dict[str, Any], prefix: str = "") -> str | None:
+    """A number field that is NaN or infinite: JSON has neither, so our writer stores them as null
+    (``finite``), and a table would silently drop such a record from one metric and show it in others."""
+    for name, value in record.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{prefix}{name} is {value}, expected a finite number"
     return None
 
 
@@ -71,7 +81,7 @@ def read_records(path: Path, on_bad: Callable[[str], None] | None = None) -> lis
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             if number == len(lines):
-                warnings.warn(f"{path}: ignoring a torn last line (an interrupted write)", stacklevel=2)
+                warnings.warn(f"{path}:{number}: ignoring a torn last line (an interrupted write)", stacklevel=2)
                 continue
             problem = "not a JSON record"
         else:

@@ -215,3 +215,63 @@ def test_report_names_a_bad_record_and_renders_the_rest_when_asked(tmp_path, cap
     captured = capsys.readouterr()
     assert f"warning: skipped {out / 'results.jsonl'}:2: {problem}" in captured.err
     assert (out / "table.md").read_text() == render_markdown(read_records(FIXTURE))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("field", ["test_acc", "test_conflicting_acc", "oracle_test_acc"])
+def test_report_refuses_a_non_finite_metric_naming_the_field(tmp_path, capsys, field, value):
+    """A NaN metric once vanished from the unbiased-accuracy table while the other tables kept the record."""
+    out = tmp_path / "out"
+    out.mkdir()
+    good = FIXTURE.read_text().splitlines()
+    bad = json.dumps({**json.loads(good[0]), field: float(value)})  # json writes NaN / Infinity as such
+    assert f'"{field}": {value}' in bad
+    (out / "results.jsonl").write_text("\n".join([bad, *good[1:]]) + "\n")
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"results.jsonl:1: {field} is " in err and "expected a finite number" in err
+    assert not (out / "table.md").exists()
+
+    assert main(["report", str(out), "--skip-bad"]) == 0
+    assert f"run_bench.py: warning: skipped {out / 'results.jsonl'}:1: {field} is" in capsys.readouterr().err
+    assert (out / "table.md").read_text() == render_markdown(read_records(FIXTURE)[1:])
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\x8b\x00garbage without a newline", b'{"key": "x", "meth'])
+def test_report_of_a_file_without_records_is_one_line_of_error(tmp_path, capsys, content):
+    out = tmp_path / "out"
+    out.mkdir()
+    results = out / "results.jsonl"
+    results.write_bytes(content)
+    assert main(["report", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    if content.strip():  # a single torn line: its warning, then the error
+        assert lines[0] == f"run_bench.py: warning: {results}:1: ignoring a torn last line (an interrupted write)"
+    assert lines[-1] == f"run_bench.py: error: {results} has no records"
+    assert len(lines) == (2 if content.strip() else 1)
+    assert sorted(p.name for p in out.iterdir()) == ["results.jsonl"]  # nothing rewritten
+    assert results.read_bytes() == content
+
+
+def test_a_torn_last_line_is_one_warning_line_and_the_rest_renders(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    good = FIXTURE.read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join(good) + '\n{"key": "cut sh')
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"run_bench.py: warning: {out / 'results.jsonl'}:{len(good) + 1}: ignoring a torn last line "
+                   "(an interrupted write)"]
+    assert (out / "table.md").read_text() == render_markdown(read_records(FIXTURE))
+
+
+def test_every_warnings_warn_reaches_the_user_as_one_line(capsys):
+    import warnings
+
+    from bench.messages import one_line_warnings
+
+    with warnings.catch_warnings():
+        one_line_warnings()
+        warnings.simplefilter("always")
+        warnings.warn("a library's own warning\nover two lines", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "run_bench.py: warning: a library's own warning over two lines\n"

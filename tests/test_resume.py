@@ -131,7 +131,7 @@ def test_a_checkpoint_of_other_hyperparameters_is_ignored_with_a_warning(tmp_pat
         stale.unlink()
     capfd.readouterr()
     assert main(command(out, data_root, cache_dir, "erm")) == 0
-    warning = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
+    warning = [line for line in capfd.readouterr().err.splitlines() if line.startswith("run_bench.py: warning:")]
     assert len(warning) == 1 and "written by other code, data or hyperparameters; ignored" in warning[0]
     (record,) = read_records(out / "results.jsonl")
     assert record["resumed_from"] == []
