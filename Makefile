@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
-# Tests run in parallel, one worker per core (pytest-xdist), each file whole on one worker (loadfile): the Ray
-# tests of test_fault_tolerance.py kill the Ray processes that appear while they run, so no two may overlap.
+# Tests run in parallel, one worker per core (pytest-xdist), test by test (loadgroup), which balances the workers
+# better than file by file; a file whose tests must share one worker is an xdist_group (test_ray.py: its tests
+# kill the Ray processes that appear while they run, so no two may overlap; the files with a module-scoped
+# dataset, built once).
 TEST_WORKERS ?= auto
 # Source datasets: $DATA_ROOT if set; else the offline copy beside the checkout when there is one; else
 # ./data (where torchvision downloads MNIST when online).
@@ -32,7 +34,7 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
 	mkdir -p results/benchmarks

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, TextIO
 
 PREFIX = "run_bench.py: warning: "
 
@@ -19,12 +18,13 @@ def warn(message: str) -> None:
     print(f"{PREFIX}{message}", file=sys.stderr, flush=True)
 
 
-def _show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
-          line: str | None = None, **_: Any) -> None:
-    text = " ".join(str(message).split("\n"))
-    print(f"{PREFIX}{text}", file=file or sys.stderr, flush=True)
+def _format(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+            line: str | None = None) -> str:
+    return PREFIX + " ".join(str(message).split("\n")) + "\n"
 
 
 def one_line_warnings() -> None:
-    """Show every ``warnings.warn`` of this process as one ``run_bench.py: warning:`` line."""
-    warnings.showwarning = _show
+    """Show every ``warnings.warn`` of this process as one ``run_bench.py: warning:`` line. It replaces the
+    format, not the display, so code that records warnings (``warnings.catch_warnings(record=True)``,
+    pytest) still gets them."""
+    warnings.formatwarning = _format

@@ -238,14 +238,17 @@ def test_report_refuses_a_non_finite_metric_naming_the_field(tmp_path, capsys, f
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\x8b\x00garbage without a newline", b'{"key": "x", "meth'])
-def test_report_of_a_file_without_records_is_one_line_of_error(tmp_path, capsys, content):
+def test_report_of_a_file_without_records_is_one_line_of_error(tmp_path, content):
+    """Through the real entry point, as a user sees it: a lone torn line is one warning line, then the error."""
     out = tmp_path / "out"
     out.mkdir()
     results = out / "results.jsonl"
     results.write_bytes(content)
-    assert main(["report", str(out)]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    if content.strip():  # a single torn line: its warning, then the error
+    proc = subprocess.run([sys.executable, "run_bench.py", "report", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    if content.strip():
         assert lines[0] == f"run_bench.py: warning: {results}:1: ignoring a torn last line (an interrupted write)"
     assert lines[-1] == f"run_bench.py: error: {results} has no records"
     assert len(lines) == (2 if content.strip() else 1)
@@ -253,25 +256,29 @@ def test_report_of_a_file_without_records_is_one_line_of_error(tmp_path, capsys,
     assert results.read_bytes() == content
 
 
-def test_a_torn_last_line_is_one_warning_line_and_the_rest_renders(tmp_path, capsys):
+def test_a_torn_last_line_is_one_warning_line_and_the_rest_renders(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     good = FIXTURE.read_text().splitlines()
     (out / "results.jsonl").write_text("\n".join(good) + '\n{"key": "cut sh')
-    assert main(["report", str(out)]) == 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"run_bench.py: warning: {out / 'results.jsonl'}:{len(good) + 1}: ignoring a torn last line "
-                   "(an interrupted write)"]
+    proc = subprocess.run([sys.executable, "run_bench.py", "report", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stderr.strip().splitlines() == [
+        f"run_bench.py: warning: {out / 'results.jsonl'}:{len(good) + 1}: ignoring a torn last line "
+        "(an interrupted write)"]
     assert (out / "table.md").read_text() == render_markdown(read_records(FIXTURE))
 
 
-def test_every_warnings_warn_reaches_the_user_as_one_line(capsys):
+def test_every_warnings_warn_reaches_the_user_as_one_line():
     import warnings
 
     from bench.messages import one_line_warnings
 
-    with warnings.catch_warnings():
+    saved = warnings.formatwarning
+    try:
         one_line_warnings()
-        warnings.simplefilter("always")
-        warnings.warn("a library's own warning\nover two lines", UserWarning, stacklevel=1)
-    assert capsys.readouterr().err == "run_bench.py: warning: a library's own warning over two lines\n"
+        text = warnings.formatwarning("a library's own warning\nover two lines", UserWarning, "lib.py", 3)
+    finally:
+        warnings.formatwarning = saved
+    assert text == "run_bench.py: warning: a library's own warning over two lines\n"
