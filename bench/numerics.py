@@ -10,9 +10,12 @@ last bits on another machine, and a long training amplifies them into points of 
   processor of the last decade has (Intel since Haswell, 2013; AMD since Excavator, 2015, and every Zen),
   MKL to its vendor-independent branch, and one thread per run, all set before torch loads
   (``PORTABLE_ENV``), so that a run's record (``weights_sha256``, every metric) is the same on any such
-  machine, whichever the vendor (``tests/other_cpu`` checks that by making a process see the other one).
-  Parallelism then comes from ``--jobs``. It is the default of the paper preset on the CPU; ``native``
-  elsewhere (a CUDA run's GPU kernels cannot be pinned this way).
+  machine of the same vendor. Across vendors that holds for short runs (``tests/other_cpu`` checks what the
+  libraries choose by making a process see the other vendor), but paper-scale records still part after a
+  few epochs: some path rounds differently on the two vendors' silicon (issue 41).
+  Parallelism then comes from ``--jobs``. It is the default of the paper preset on the CPU (but for a
+  sweep of ``NATIVE_PAPER_DATASETS`` alone); ``native`` elsewhere (a CUDA run's GPU kernels cannot be
+  pinned this way).
 
 This module imports torch only inside functions: ``run_bench.py`` calls ``apply_from_argv`` before
 anything loads torch.
