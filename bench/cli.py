@@ -30,6 +30,7 @@ from bench.plugins import PluginError, load_plugins
 from bench.runner import RunPaths, RunSpec, load_data
 from bench.status import MANIFEST, status
 from bench.sweep_lock import SweepLock, SweepLocked
+from bench.trace import trace
 from bench.verify import verify
 from datasets import DATASETS, DataError
 from methods import METHODS
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return verify(argv[1:])
     if argv[:1] == ["status"]:
         return status(argv[1:])
+    if argv[:1] == ["trace"]:
+        return trace(argv[1:])
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "run_bench.py", *argv])
     try:

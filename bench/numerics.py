@@ -76,7 +76,7 @@ def default_numerics(preset: str, device_type: str, datasets: tuple[str, ...] = 
 def requested(argv: list[str]) -> str | None:
     """The numerics a ``run_bench.py`` command line asks for, read without torch: ``--numerics``, else the
     preset's default (CUDA asked for explicitly: native). None for subcommands that train nothing."""
-    if argv[:1] == ["verify"]:
+    if argv[:1] in (["verify"], ["trace"]):
         return "portable"
     if argv[:1] in (["report"], ["list"], ["status"]):
         return None

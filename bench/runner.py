@@ -127,7 +127,7 @@ def checkpointing(spec: RunSpec, paths: RunPaths, data_fingerprint: str, device:
 
 
 def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
-           origin: list[dict[str, Any]]) -> dict[str, Any]:
+           origin: list[dict[str, Any]], tracer: Any = None) -> dict[str, Any]:
     start = time.perf_counter()
     dataset, data = load_data(spec, paths)
     channels_last = spec.engine.get("channels_last", False)
@@ -157,7 +157,8 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
     configure(method, device, spec.engine)
     outcome = train_and_evaluate(method, device_data, generator, progress=progress,
                                  amp=spec.engine.get("amp", False),
-                                 checkpointing=checkpointing(spec, paths, data.fingerprint, device, origin))
+                                 checkpointing=checkpointing(spec, paths, data.fingerprint, device, origin),
+                                 tracer=tracer)
     phases = {"data": data_seconds, **outcome.pop("phases")}
     test = outcome.pop("test")
     samples_per_s = outcome.pop("train_samples_per_s")
@@ -190,9 +191,11 @@ def failed_record(spec: RunSpec, error: str, device: torch.device) -> dict[str, 
     return _finish({"key": spec.key, **asdict(spec), "status": "failed", "error": error}, device, spec)
 
 
-def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool = True) -> dict[str, Any]:
+def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool = True,
+            tracer: Any = None) -> dict[str, Any]:
     """Run ``spec`` and return its record (status ``ok`` or ``failed``). Any exception in the run --
-    an error, non-finite losses, running out of memory -- becomes a failed record with the error."""
+    an error, non-finite losses, running out of memory -- becomes a failed record with the error.
+    ``tracer``: a ``bench.trace.Tracer`` (``run_bench.py trace``)."""
     record: dict[str, Any] = {"key": spec.key, **asdict(spec)}
     try:
         numerics.enter(spec.numerics)
@@ -202,7 +205,7 @@ def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool
             record["plugins"] = origin
         record["schedule"] = schedule_label(METHODS[spec.method], DATASETS[spec.dataset], spec.ratio, spec.preset,
                                             spec.hparams)
-        record.update(_train(spec, paths, device, progress, origin))
+        record.update(_train(spec, paths, device, progress, origin, tracer))
         record["status"] = "ok"
     except Exception as error:
         record["status"] = "failed"

@@ -120,8 +120,9 @@ class Training:
     """One run of ``method`` through all its stages (see the module docstring)."""
 
     def __init__(self, method: Method, data: DeviceData, generator: torch.Generator, progress: bool,
-                 amp: bool, checkpointing: Checkpointing | None):
+                 amp: bool, checkpointing: Checkpointing | None, tracer: Any = None):
         self.method, self.data, self.generator = method, data, generator
+        self.tracer = tracer  # bench.trace.Tracer: reads the arithmetic around each step, changes none of it
         self.progress, self.amp, self.checkpointing = progress, amp, checkpointing
         self.device = data.train.targets.device
         self.batch_size = int(method.hp["batch_size"])
@@ -262,6 +263,8 @@ class Training:
             stage = self.stages[state.position.stage]
             if not state.position.started:
                 self.method.start_stage(stage, self.view)
+                if self.tracer is not None:
+                    self.tracer.stage_start(stage.name, self.method)
                 state.position.started = True
                 self.fault(f"{stage.name}:start")
                 self.checkpoint(spaced=False)
@@ -291,8 +294,12 @@ class Training:
         sums = state.epoch_sums
         for batch in iterate_batches(data.train, order, self.batch_size, data.augment, self.generator,
                                      self.drop_last):
+            if self.tracer is not None:
+                self.tracer.before_step(method)
             with self.autocast():
                 stats = method.update(batch)
+            if self.tracer is not None:
+                self.tracer.after_step(stage.name, batch, stats, method)
             for key, value in stats.items():
                 weighted = value.detach().float() * len(batch.y)
                 sums[key] = sums[key] + weighted if key in sums else weighted
@@ -346,6 +353,8 @@ class Training:
             "stage": stage.name, "epoch": epoch, "steps": position.steps, "lr": lr, **train_stats,
             **{f"valid_{key}": valid[key] for key in VALID_LOG},
         })
+        if self.tracer is not None:
+            self.tracer.epoch_end(state.log[-1])
         if stage.select and self.selection == "best_valid_loss" and valid["loss"] <= state.best_loss:
             state.best_loss = valid["loss"]
             state.best = {"stage": stage.name, "epoch": epoch, "valid_loss": state.best_loss,
@@ -408,9 +417,9 @@ class Training:
 
 def train_and_evaluate(
     method: Method, data: DeviceData, generator: torch.Generator, progress: bool = True,
-    amp: bool = False, checkpointing: Checkpointing | None = None,
+    amp: bool = False, checkpointing: Checkpointing | None = None, tracer: Any = None,
 ) -> dict[str, Any]:
     """Train ``method`` through all its stages; return the epoch log, selection and test metrics.
     ``amp``: bf16 autocast for training steps and evaluation. ``checkpointing``: continue from the run's
-    last checkpoint if there is one, and checkpoint as it goes."""
-    return Training(method, data, generator, progress, amp, checkpointing).run()
+    last checkpoint if there is one, and checkpoint as it goes. ``tracer``: a ``bench.trace.Tracer``."""
+    return Training(method, data, generator, progress, amp, checkpointing, tracer).run()
