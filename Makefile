@@ -6,17 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
-# Tests run in parallel, one worker per core (pytest-xdist), test by test (loadgroup), which balances the workers
-# better than file by file; a file whose tests must share one worker is an xdist_group (test_ray.py: its tests
-# kill the Ray processes that appear while they run, so no two may overlap; the files with a module-scoped
-# dataset, built once).
+# Tests run in parallel, one worker per core (pytest-xdist), each file whole on one worker (loadfile): the Ray
+# tests of test_fault_tolerance.py kill the Ray processes that appear while they run, so no two may overlap.
 TEST_WORKERS ?= auto
 # Source datasets: $DATA_ROOT if set; else the offline copy beside the checkout when there is one; else
 # ./data (where torchvision downloads MNIST when online).
 DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,./data)
 export DATA_ROOT
 
-.PHONY: bench test benchmark check-reference lint setup clean
+.PHONY: bench test gpu-dry-run benchmark check-reference lint setup clean
 
 setup: $(STAMP)
 
@@ -34,7 +32,12 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not gpu_dry_run" $(PYTEST_ARGS)
+
+# The GPU check script (benchmarks/gpu_check.sh) run small on the CPU, every step and summary line checked:
+# about a minute, so its own target, which CI runs after make test.
+gpu-dry-run: $(STAMP)
+	$(PY) -m pytest -m gpu_dry_run tests/test_gpu_check.py $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
 	mkdir -p results/benchmarks

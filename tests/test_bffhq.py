@@ -15,9 +15,6 @@ from datasets.cache import load_or_build
 from methods import METHODS
 from reporting.records import read_records
 
-# One worker builds the module's dataset once (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("bffhq")
-
 BFFHQ = DATASETS["bffhq"]
 
 

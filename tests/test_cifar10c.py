@@ -16,9 +16,6 @@ from datasets.corruptions import TYPE0, TYPE1
 from methods import METHODS
 from reporting.records import read_records
 
-# One worker builds the module's dataset once (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("cifar10c")
-
 CIFAR10C = DATASETS["cifar10c"]
 
 

@@ -9,9 +9,6 @@ from datasets import DATASETS
 from datasets.cache import load_or_build
 from datasets.cmnist import COLORS, NOISE_STD, colorize, draw_bias_labels
 
-# One worker builds the module's dataset once (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("cmnist")
-
 CMNIST = DATASETS["cmnist"]
 
 

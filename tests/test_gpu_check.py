@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from project_table import projected_run_seconds, projection_lines  # noqa: E402
 
 
+@pytest.mark.gpu_dry_run  # a minute of its own: `make gpu-dry-run`, which CI runs after `make test`
 def test_gpu_check_dry_run(tmp_path, data_root):
     out = tmp_path / "out"
     # The script runs pytest itself: it must not see this pytest's (or an xdist worker's) variables, under which

@@ -12,9 +12,6 @@ from methods.base import Batch
 from methods.pgd_scores import dataset_scores, last_layer_gradient_scores, parameter_gradient_scores
 from models import build_model
 
-# One worker builds the module's models once (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pgd_scores")
-
 SHAPES = {"mlp": (3, 28, 28), "conv": (3, 28, 28), "resnet18": (3, 32, 32)}
 
 

@@ -2,8 +2,8 @@
 failures stay isolated, and a lost worker is retried from its checkpoint.
 
 These tests start local Ray clusters and end the Ray processes a killed driver leaves, which would end
-another test's cluster too: they run on one xdist worker, one after another (the ``ray`` xdist group, with
-``make test``'s ``--dist loadgroup``), and no other file starts Ray."""
+another test's cluster too: this file runs whole on one xdist worker (``make test``: ``--dist loadfile``)
+and no other file starts Ray."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ from test_fault_tolerance import ROOT, args, sigkill_mid_sweep_then_rerun
 from bench.cli import main
 from bench.faults import KILL_AT, KILL_ONCE
 from reporting.records import read_records
-
-# Every test here starts or kills Ray processes: one worker runs them all, one after another (make test's
-# --dist loadgroup), and no other file starts Ray.
-pytestmark = pytest.mark.xdist_group("ray")
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
 
