@@ -38,6 +38,9 @@ def describe_methods() -> list[str]:
     lines = ["methods (--methods NAME; --set METHOD.KEY=VALUE):"]
     for name, cls in METHODS.items():
         lines += ["", f"{name}: {_paper(cls)}"]
+        if cls.BIAS_SUPERVISED:
+            lines.append("  BIAS-SUPERVISED: trains with the training set's bias labels, which no other method "
+                         "sees; an upper bound, not a competitor")
         own = [_setting(name, k, v, cls.HPARAM_DOMAINS) for k, v in cls.HPARAMS.items()]
         lines += own or ["  (no hyperparameters of its own)"]
         for where, overrides in cls.DATASET_HPARAMS.items():

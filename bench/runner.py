@@ -152,6 +152,7 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
         train_targets=device_data.train.targets,
         device=device,
         generator=generator,
+        train_biases=device_data.train.biases if METHODS[spec.method].BIAS_SUPERVISED else None,
     )
     method = METHODS[spec.method](dict(spec.hparams), ctx)
     configure(method, device, spec.engine)
@@ -203,6 +204,8 @@ def execute(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool
         origin = provenance(spec.method, spec.dataset)
         if origin:
             record["plugins"] = origin
+        if METHODS[spec.method].BIAS_SUPERVISED:
+            record["bias_supervised"] = True  # trained with the training set's bias labels: an upper bound
         record["schedule"] = schedule_label(METHODS[spec.method], DATASETS[spec.dataset], spec.ratio, spec.preset,
                                             spec.hparams)
         record.update(_train(spec, paths, device, progress, origin, tracer))

@@ -3,7 +3,7 @@
 The import order is the registry order: the default ``--methods`` and the table rows follow it."""
 
 # ruff: noqa: I001, F401
-from methods import erm, lff, jtt, dfa, pgd
+from methods import erm, lff, jtt, dfa, dpr, pgd, groupdro
 from methods.base import Batch, Method, RunContext, Sampling, Stage, TrainView
 from methods.registry import METHODS
 

@@ -115,13 +115,15 @@ class Stage:
 
 @dataclass
 class RunContext:
-    """What a method may know about the run. Bias labels are deliberately absent."""
+    """What a method may know about the run. Bias labels are deliberately absent, except for a method
+    that declares ``BIAS_SUPERVISED`` (GroupDRO, the upper bound): it alone gets the training set's."""
 
     num_classes: int
     input_shape: tuple[int, int, int]
     train_targets: torch.Tensor
     device: torch.device
     generator: torch.Generator
+    train_biases: torch.Tensor | None = None
 
     @property
     def train_size(self) -> int:
@@ -169,6 +171,9 @@ class Method:
     # (per-sample EMAs, scores, error sets, step counters): saved in in-run checkpoints and restored on
     # resume. Each is a tensor, a plain value, None, or an object with ``state_dict``/``load_state_dict``.
     STATE_ATTRS: ClassVar[tuple[str, ...]] = ()
+    # True: the method trains with the training set's bias labels (``RunContext.train_biases``), which no
+    # other method sees; the tables, ``list`` and the report mark it as an upper bound, not a competitor.
+    BIAS_SUPERVISED: ClassVar[bool] = False
 
     def __init__(self, hparams: dict[str, Any], ctx: RunContext):
         self.hp = hparams

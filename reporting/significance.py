@@ -58,6 +58,7 @@ def leads(records: list[dict[str, Any]], metric: str = "test_acc") -> list[dict[
     """Per dataset x ratio: the best method by mean ``metric``, the runner-up, the lead in points, the seeds
     paired and the test's p-value (None when it cannot be run)."""
     runs = ok_runs(records).dropna(subset=[metric])
+    runs = runs[~runs["bias_supervised"]]  # an upper bound, not a competitor
     out = []
     for (dataset, ratio), cell in runs.groupby(["dataset", "ratio"], sort=False):
         means = cell.groupby("method", sort=False)[metric].mean().sort_values(ascending=False)
@@ -75,6 +76,7 @@ def focus_against_best_other(records: list[dict[str, Any]], metric: str = "test_
     """Per dataset x ratio where ``focus`` ran: the strongest other method by mean ``metric`` (the
     runner-up when ``focus`` leads), ``focus`` minus it in points, the seeds paired and the p-value."""
     runs = ok_runs(records).dropna(subset=[metric])
+    runs = runs[~runs["bias_supervised"]]  # the best method that uses no bias labels
     out = []
     for (dataset, ratio), cell in runs.groupby(["dataset", "ratio"], sort=False):
         others = cell[cell["method"] != focus].groupby("method", sort=False)[metric].mean()

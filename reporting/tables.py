@@ -3,7 +3,9 @@ timing table. Rows are methods, columns dataset x bias ratio; cells are mean ± 
 
 When one (method, dataset, ratio, seed) has several ``ok`` records (e.g. reruns with other
 hyperparameters in the same output folder), the last one in file order is used. Methods are listed in the
-papers' order (``PAPER_ORDER``: ERM first, PGD last), any other method after them in order of appearance.
+papers' order (``PAPER_ORDER``: ERM first, PGD last), any other method after them in order of appearance,
+and a method trained with the training set's bias labels (a record with ``bias_supervised``: GroupDRO)
+last of all, its row labelled as the upper bound it is (``BIAS_SUPERVISED_LABEL``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ ACCURACY_METRICS = {
 ORACLE_METRICS = ("oracle_test_acc",)
 RUN_COLUMNS = ["method", "dataset", "ratio", "seed"]
 # The papers' row order: the baseline first, the method of the suite's headline last.
-PAPER_ORDER = ("erm", "lff", "jtt", "dfa", "pgd")
+PAPER_ORDER = ("erm", "lff", "jtt", "dfa", "lc", "dpr", "pgd")
+BIAS_SUPERVISED_LABEL = " (bias-supervised, upper bound)"
 STD_NOTE = ("mean ± std over seeds (sample std, ddof=1; shown only when n > 1); n = seeds per cell, "
             "written in each cell when the cells differ in n")
 
@@ -47,10 +50,18 @@ def selected_by_validation(records: list[dict[str, Any]]) -> list[dict[str, Any]
     return kept
 
 
+def bias_supervised(records: list[dict[str, Any]]) -> set[str]:
+    """The methods whose records say they trained with the training set's bias labels."""
+    return {r["method"] for r in records if r.get("bias_supervised")}
+
+
 def method_rank(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Each method's place in the tables: ``PAPER_ORDER``, then the others in order of appearance."""
+    """Each method's place in the tables: ``PAPER_ORDER``, then the others in order of appearance, the
+    bias-supervised ones last."""
+    supervised = bias_supervised(records)
     others = [m for m in dict.fromkeys(r["method"] for r in records) if m not in PAPER_ORDER]
-    return {m: i for i, m in enumerate([*PAPER_ORDER, *others])}
+    order = [m for m in [*PAPER_ORDER, *others] if m not in supervised] + [m for m in others if m in supervised]
+    return {m: i for i, m in enumerate(order)}
 
 
 def latest_ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,9 +76,17 @@ def latest_ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ok_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (method, dataset, ratio, seed) with status ok; the last record wins."""
+    """One row per (method, dataset, ratio, seed) with status ok; the last record wins. A bias-supervised
+    method's name carries ``BIAS_SUPERVISED_LABEL``, and the column ``bias_supervised`` says so."""
     columns = RUN_COLUMNS + list(ACCURACY_METRICS)
-    return pd.DataFrame([{c: r.get(c) for c in columns} for r in latest_ok(records)], columns=columns)
+    rows = []
+    for record in latest_ok(records):
+        row = {c: record.get(c) for c in columns}
+        row["bias_supervised"] = bool(record.get("bias_supervised"))
+        if row["bias_supervised"]:
+            row["method"] += BIAS_SUPERVISED_LABEL
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*columns, "bias_supervised"]).astype({"bias_supervised": bool})
 
 
 def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -38,6 +38,11 @@ def test_all_methods_run_end_to_end(tmp_path, data_root, cache_dir, dataset, dev
     assert [e["stage"] for e in by_method["jtt"]["epochs"]] == ["identify", "upweighted", "upweighted"]
     assert by_method["jtt"]["method_info"]["error_set_size"] >= 0
     assert by_method["dfa"]["epochs"][-1]["train_swap_loss"] > 0
+    assert [e["stage"] for e in by_method["dpr"]["epochs"]] == ["biased"] * 2 + ["debiased"] * 2
+    assert "score" in by_method["dpr"]["timing"]["phases_s"]
+    # The bias labels reach GroupDRO alone, and its record says so.
+    assert [r["method"] for r in records if r.get("bias_supervised")] == ["groupdro"]
+    assert by_method["groupdro"]["method_info"]["groups_in_training_set"] > 10
     table = (out / "table.md").read_text()
     for name in METHODS:
         assert f"| {name} " in table
