@@ -1,6 +1,8 @@
 """Debiasing methods behind one ``Method`` interface. Registering a method = one file + one import.
 
-The import order is the registry order: the default ``--methods`` and the table rows follow it."""
+The import order is the registry order: the default ``--methods`` follows it (the tables order their rows
+by ``reporting.tables.PAPER_ORDER``, the bias-supervised GroupDRO last). Today: ERM, LfF, JTT, DFA, DPR,
+PGD and GroupDRO."""
 
 # ruff: noqa: I001, F401
 from methods import erm, lff, jtt, dfa, dpr, pgd, groupdro

@@ -1,1 +1,2 @@
-"""Reporting: records (results.jsonl) -> tables, plots and report.md, as pure functions of the records."""
+"""Reporting: records (results.jsonl) -> tables, plots, significance, convergence and report.md, as pure
+functions of the records."""
