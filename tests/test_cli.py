@@ -92,7 +92,7 @@ def test_a_torn_last_line_is_repaired_on_rerun(tmp_path, data_root, cache_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "erm,bogus"], "unknown method bogus; valid: erm, lff, jtt, dfa, dpr, pgd, groupdro"),
+    (["--methods", "erm,bogus"], "unknown method bogus; valid: erm, lff, jtt, dfa, lc, dpr, pgd, groupdro"),
     (["--datasets", "imagenet"], "unknown dataset imagenet; valid: bffhq, cifar10c, cmnist, cmnist-lff"),
     (["--ratios", "0"], "expected comma-separated numbers in (0, 1)"),
     (["--ratios", "1.5"], "expected comma-separated numbers in (0, 1)"),
@@ -155,7 +155,7 @@ def test_script_entry_point_exit_code(tmp_path):
     command = [sys.executable, "run_bench.py", "--methods", "nope", "--out", str(tmp_path / "o")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
-    expected = "run_bench.py: error: unknown method nope; valid: erm, lff, jtt, dfa, dpr, pgd, groupdro"
+    expected = "run_bench.py: error: unknown method nope; valid: erm, lff, jtt, dfa, lc, dpr, pgd, groupdro"
     assert proc.stderr.strip().splitlines() == [expected]
 
 

@@ -49,7 +49,7 @@ def build(name: str, model: str, device: torch.device, shape: tuple[int, int, in
 
 
 @pytest.mark.parametrize("model, shape", [("mlp", (3, 28, 28)), ("resnet18", (3, 32, 32))])
-@pytest.mark.parametrize("name", ["erm", "lff", "jtt", "dfa", "dpr", "pgd"])
+@pytest.mark.parametrize("name", ["erm", "lff", "jtt", "dfa", "lc", "dpr", "pgd"])
 def test_training_steps_agree_between_cpu_and_cuda(name, model, shape, monkeypatch):
     if name == "dfa":  # the swap's permutation, identical on both devices
         def reversed_order(n, generator=None, device=None):

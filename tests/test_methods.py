@@ -170,7 +170,7 @@ def test_pgd_sampling_frequencies_match_probabilities():
     assert observed[4] < 5
 
 
-@pytest.mark.parametrize("name", ["erm", "lff", "jtt", "dfa", "dpr", "pgd"])
+@pytest.mark.parametrize("name", ["erm", "lff", "jtt", "dfa", "lc", "dpr", "pgd"])
 def test_methods_train_on_a_batch_without_bias_labels(name, device):
     hp = {"model": "mlp", "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9, "epochs": 1,
           "batch_size": 8, "lr_decay_step": 0, "lr_decay_gamma": 1.0, **METHODS[name].HPARAMS}

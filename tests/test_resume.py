@@ -31,7 +31,7 @@ STEPS_PER_EPOCH = 5  # 600 training images in batches of 128
 COMPARED = ("test_acc", "test_aligned_acc", "test_conflicting_acc", "worst_group_acc", "test_cell_mean_acc",
             "test_loss", "test_group_acc", "oracle_test_acc", "epochs", "selected", "last_epoch_test", "oracle",
             "diagnostics", "stage_steps", "method_info", "weights_sha256", "dataset_fingerprint")
-METHODS = ("erm", "lff", "dfa", "jtt", "pgd")
+METHODS = ("erm", "lff", "dfa", "jtt", "pgd", "lc", "dpr", "groupdro")
 
 
 def command(out: Path, data_root: Path, cache_dir: Path, method: str, *extra: str) -> list[str]:

@@ -1,9 +1,11 @@
 """Mechanism tests of the methods published after PGD (issue 42): GroupDRO's exponentiated-gradient group
 weights and group-balanced sampling, DPR's disagreement-probability sampling and its start from the biased
-model; and that the bias labels reach GroupDRO alone, whose rows are marked as the upper bound."""
+model, LC's prior, logit correction, GroupMix and joint step; and that the bias labels reach GroupDRO
+alone, whose rows are marked as the upper bound."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -14,6 +16,15 @@ from bench.cli import main
 from methods import METHODS, Batch, RunContext
 from methods.dpr import disagreement_probabilities
 from methods.groupdro import exponentiated_gradient_step, group_losses
+from methods.lc import (
+    EPS,
+    corrected_cross_entropy,
+    group_mix_partners,
+    rampup_alpha,
+    update_prior_per_batch,
+    update_prior_per_sample,
+)
+from methods.losses import generalized_ce
 from reporting.records import read_records
 from reporting.significance import leads
 from reporting.tables import BIAS_SUPERVISED_LABEL, render_markdown
@@ -134,3 +145,77 @@ def test_bias_labels_reach_groupdro_alone_and_its_row_is_the_upper_bound(tmp_pat
     assert rows == ["erm", "dpr", f"groupdro{BIAS_SUPERVISED_LABEL}"]
     for lead in leads(records):  # the best and the runner-up never include the upper bound
         assert "groupdro" not in (lead["best"], lead["runner_up"])
+
+
+def test_lc_prior_per_sample_stores_a_first_visit_then_averages_in_batch_order():
+    prior = torch.zeros(2, 2, dtype=torch.float64)
+    visited = torch.zeros(2, 2, dtype=torch.float64)
+    y, a = torch.tensor([0, 0, 1]), torch.tensor([1, 1, 1])
+    update_prior_per_sample(prior, visited, y, a, torch.tensor([0.2, 0.6, 0.9], dtype=torch.float64), 0.5)
+    # cell (0, 1): first 0.2 stored, then 0.5 * 0.2 + 0.5 * 0.6; cell (1, 1): 0.9 stored
+    torch.testing.assert_close(prior, torch.tensor([[0.0, 0.4], [0.0, 0.9]], dtype=torch.float64))
+    torch.testing.assert_close(visited, torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
+
+
+def test_lc_prior_per_batch_moves_every_cell_and_pulls_absent_ones_toward_zero():
+    prior = torch.full((2, 2), 0.8, dtype=torch.float64)
+    y, a = torch.tensor([0, 0]), torch.tensor([1, 1])
+    new = update_prior_per_batch(prior, y, a, torch.tensor([0.2, 0.6]), 0.5)
+    present = 0.5 * 0.8 + 0.5 * (0.8 / (2 + EPS))
+    torch.testing.assert_close(new, torch.tensor([[0.4, present], [0.4, 0.4]], dtype=torch.float64))
+
+
+def test_lc_correction_changes_the_loss_exactly_as_its_formula_says():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    prior = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.0, 0.8]], dtype=torch.float64)  # M[:, a_i] per sample
+    got = corrected_cross_entropy(logits, y, prior)
+    weighted = (prior + EPS) * torch.exp(logits)  # softmax(z + log(c + eps)) = (c + eps) e^z / sum
+    expected = -torch.log(weighted.gather(1, y[:, None]).squeeze(1) / weighted.sum(1))
+    torch.testing.assert_close(got, expected)
+    # A label the prior makes likely for the sample's pseudo-bias costs less: the bias is explained away.
+    assert corrected_cross_entropy(logits, y, torch.ones_like(prior))[0] > got[0]
+
+
+def test_lc_rampup_and_group_mix_partners():
+    assert rampup_alpha(0, 0) == 0.5 and rampup_alpha(5, 2) == 0.5
+    assert rampup_alpha(0, 2) == pytest.approx(0.5 * math.exp(-5))
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    minority = torch.tensor([False, True, False, False, False, True])
+    partners = group_mix_partners(y, minority, 3, torch.Generator().manual_seed(0))
+    assert partners[:3].tolist() == [1, 1, 1]  # class 0: its one misclassified sample, for every member
+    assert sorted(partners[3:5].tolist()) == [3, 4]  # class 1 has none: a permutation of the class
+    assert partners[5] == 5
+
+
+def test_lc_step_is_mixed_corrected_ce_plus_lambda_gce_of_the_biased_model():
+    targets = torch.tensor([0, 1, 0, 1, 0, 1])
+    gen = torch.Generator().manual_seed(3)
+    ctx = RunContext(2, (3, 4, 4), targets, torch.device("cpu"), gen)
+    torch.manual_seed(0)
+    hp = {**HP, **METHODS["lc"].HPARAMS, "lambda_biased": 0.5, "ema_alpha": 0.9}
+    method = METHODS["lc"](hp, ctx)
+    x = torch.randn(6, 3, 4, 4)
+    debiased, biased = (copy.deepcopy(method.models[k]) for k in ("debiased", "biased"))
+    replay = torch.Generator().manual_seed(0)
+    replay.set_state(gen.get_state())
+    out = method.update(Batch(torch.arange(6), x, targets))
+
+    with torch.no_grad():
+        b_logits = biased(x)
+        p = torch.softmax(b_logits, 1)
+        a = p.argmax(1)
+        prior = torch.zeros(2, 2, dtype=torch.float64)
+        update_prior_per_sample(prior, torch.zeros(2, 2, dtype=torch.float64), targets, a,
+                                p.gather(1, targets[:, None]).squeeze(1).double(), 0.9)
+        torch.testing.assert_close(method.prior, prior)
+        lam = (1 - 2 * 0.5) + 0.5 * torch.rand(1, generator=replay).item()
+        partners = group_mix_partners(targets, a != targets, 2, replay)
+        correction = prior.float()[:, a].T
+        mixed = lam * correction + (1 - lam) * correction[partners]
+        lc_loss = corrected_cross_entropy(debiased(lam * x + (1 - lam) * x[partners]), targets, mixed).mean()
+        torch.testing.assert_close(out["loss"], lc_loss)
+        torch.testing.assert_close(out["biased_loss"], generalized_ce(b_logits, targets, 0.7).mean())
+    # One backward pass moved both models.
+    assert not torch.equal(next(method.models["biased"].parameters()), next(biased.parameters()))
+    assert not torch.equal(next(method.models["debiased"].parameters()), next(debiased.parameters()))
