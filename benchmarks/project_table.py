@@ -4,9 +4,9 @@ Input: the records of one short sweep (every method, one ratio, ``--epochs E`` p
 and the wall seconds of the same sweep at ``--jobs 1`` and ``--jobs N``. Each run's per-stage training
 time and its per-epoch work (validation, oracle evaluations, checkpoints) scale with the paper preset's
 epochs per stage (JTT's stage 1 is T epochs); data loading, PGD's scoring, JTT's error set and the
-diagnostics are paid once per run and do not scale. The table is 5 methods x 3 ratios x 3 seeds; each
-ratio is costed as the measured one (JTT's upsampled stage grows with its error set, which the measured
-ratio fixes). At ``--jobs N`` the serial projection is divided by the measured throughput gain.
+diagnostics are paid once per run and do not scale. The table is every method of the short sweep x 3
+ratios x 3 seeds; each ratio is costed as the measured one (JTT's upsampled stage grows with its error
+set, which the measured ratio fixes). At ``--jobs N`` the serial projection is divided by the measured throughput gain.
 
 Usage: ``python benchmarks/project_table.py RECORDS.jsonl SECONDS_JOBS1 SECONDS_JOBSN N``; prints
 ``name: value`` lines for the GPU check's summary.
@@ -38,8 +38,9 @@ def paper_stage_epochs(method: str, dataset: str, ratio: float) -> dict[str, int
     """Epochs per stage of the paper preset (built on a tiny context: only the schedule is read)."""
     hparams = resolve_hparams(METHODS[method], DATASETS[dataset], ratio, "paper", None, {})
     shape = DATASETS[dataset](dict(DATASETS[dataset].OPTIONS)).model_input_shape()
-    ctx = RunContext(10, shape, torch.arange(10 * int(hparams["batch_size"])) % 10, torch.device("cpu"),
-                     torch.Generator())
+    targets = torch.arange(10 * int(hparams["batch_size"])) % 10
+    biases = targets.clone() if METHODS[method].BIAS_SUPERVISED else None  # GroupDRO's groups, unused here
+    ctx = RunContext(10, shape, targets, torch.device("cpu"), torch.Generator(), biases)
     return {stage.name: stage.epochs for stage in METHODS[method](hparams, ctx).stages()}
 
 
