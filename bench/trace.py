@@ -87,7 +87,7 @@ class Tracer:
         self.events: list[list[str]] = []
         self.handles: list[Any] = []
 
-    def _write(self, line: dict[str, Any]) -> None:
+    def write(self, line: dict[str, Any]) -> None:
         self.handle.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
@@ -102,7 +102,7 @@ class Tracer:
             value = getattr(method, name)
             if isinstance(value, torch.Tensor):
                 state[name] = checksum(value)
-        self._write({"event": "stage", "stage": stage, "step": self.step, "state": state})
+        self.write({"event": "stage", "stage": stage, "step": self.step, "state": state})
 
     def before_step(self, method: Any) -> None:
         if not self._traced_ops(self.step + 1):
@@ -149,14 +149,14 @@ class Tracer:
                                                   for t in method.models.state_dict().values()]))}
             if traced_ops:
                 line["ops"] = self.events
-            self._write(line)
+            self.write(line)
         self.events = []
         if self.stop is not None and self.step >= self.stop:
             self.handle.flush()
             raise TraceComplete
 
     def epoch_end(self, row: dict[str, Any]) -> None:
-        self._write({"event": "epoch", "stage": row["stage"], "epoch": row["epoch"], "step": self.step,
+        self.write({"event": "epoch", "stage": row["stage"], "epoch": row["epoch"], "step": self.step,
                      **{key: _float_hex(row.get(key)) for key in ("train_loss", "valid_loss")}})
 
 
@@ -259,7 +259,7 @@ def trace(argv: list[str]) -> int:
     header = {"event": "header", "key": spec.key, "method": spec.method, "dataset": spec.dataset,
               "ratio": spec.ratio, "seed": spec.seed, "cpu_model": cpu_model(), "steps": args.steps,
               "every": args.every, "ops": list(ops) if ops else None}
-    tracer._write(header)
+    tracer.write(header)
     try:
         record = execute(spec, RunPaths(Path(args.data_root), Path(args.cache_dir)), torch.device("cpu"),
                          progress=False, tracer=tracer)
