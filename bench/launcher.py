@@ -129,7 +129,7 @@ def auto_jobs(device: torch.device, specs: list[RunSpec]) -> int:
     ones, never more runs than the sweep has."""
     if device.type != "cpu":
         return 1
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     portable = all(spec.numerics == "portable" for spec in specs)
     vendor = cpu_vendor()
     jobs = cores if portable or vendor == "AuthenticAMD" else 1

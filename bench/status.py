@@ -2,8 +2,9 @@
 
 Every run the folder's sweeps asked for (``OUT/sweep.json``, written when a sweep starts) is one of:
 - ``done``: its ok record, with the unbiased test accuracy as selected, the oracle and the run's time;
-- ``failed``: its failed record, with the error (a rerun retries it);
-- ``running`` / ``interrupted``: it has an in-run checkpoint, and the folder's sweep lock is held or not;
+- ``failed``: its failed record, with the error (a sweep does not rerun it: remove the record to retry);
+- ``running`` / ``interrupted``: it has an in-run checkpoint; running while the folder's sweep lock is held
+  and its checkpoint is among the sweep's ``--jobs`` most recently written (an older one waits its turn);
   its stage, epoch and step from the checkpoint, the last test evaluation, optimiser steps per second
   so far (every phase counted: evaluations and checkpoints too) and the projected time left;
 - ``not started``: projected from a finished run of the same method and dataset, else from the steps its
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -85,31 +87,40 @@ def load_manifest(out: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_checkpoint(out: Path, key: str) -> dict[str, Any] | None:
-    """The newest readable in-run checkpoint of run ``key`` (the state only), or None."""
+def read_checkpoint(out: Path, key: str) -> tuple[dict[str, Any], float] | None:
+    """The newest readable in-run checkpoint of run ``key``: its state (memory-mapped: the weights are not
+    read) and the file's modification time; or None."""
     for name in (f"{key}.pt", f"{key}.prev.pt"):
         path = out / CHECKPOINTS / name
         if not path.is_file():
             continue
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            written = path.stat().st_mtime
         except Exception:  # truncated or being replaced: try the previous one
             continue
         if isinstance(saved, dict) and isinstance(saved.get("state"), dict):
-            return saved["state"]
+            return saved["state"], written
     return None
 
 
-def planned_steps(plan: dict[str, Any], log: list[dict[str, Any]]) -> int:
-    """Optimiser steps of the whole run: each stage's budget, else its epochs times the epoch length (the
-    logged one where the stage has finished an epoch, since sampling may lengthen it, e.g. JTT's)."""
+def planned_steps(plan: dict[str, Any], state: dict[str, Any], batch_size: int) -> int:
+    """Optimiser steps of the whole run: each stage's budget, else its epochs times the epoch length: the
+    logged one where the stage has finished an epoch, else the current epoch's order where the run is
+    inside one (sampling may lengthen an epoch, e.g. JTT's upsampling), else a uniform epoch's."""
     total = 0
-    for stage in plan["stages"]:
+    for index, stage in enumerate(plan["stages"]):
         if stage.get("steps"):
             total += int(stage["steps"])
             continue
-        rows = [row["steps"] for row in log if row["stage"] == stage["name"]]
-        per_epoch = rows[0] if rows else plan["steps_per_epoch"]
+        rows = [row["steps"] for row in state["log"] if row["stage"] == stage["name"]]
+        order = state.get("epoch_order")
+        if rows:
+            per_epoch = rows[0]
+        elif index == state["position"]["stage"] and order is not None:
+            per_epoch = math.ceil(len(order) / batch_size)
+        else:
+            per_epoch = plan["steps_per_epoch"]
         total += int(stage["epochs"]) * int(per_epoch)
     return total
 
@@ -138,7 +149,7 @@ def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool) -> Ru
     elif state["log"] and state["log"][-1].get("valid_acc") is not None:
         row = state["log"][-1]
         status.last_eval = f"valid {100 * row['valid_acc']:.2f} % after epoch {row['epoch']}"
-    done, total = steps_done(plan, state), planned_steps(plan, state["log"])
+    done, total = steps_done(plan, state), planned_steps(plan, state, int(run["hparams"].get("batch_size", 1)))
     wall = float(state.get("wall_s", 0.0))
     if done > 0 and wall > 0:
         status.steps_per_s = done / wall
@@ -158,12 +169,18 @@ def models_and_steps(run: dict[str, Any], train_size: int) -> tuple[float, int] 
     from datasets import DATASETS
     from methods import METHODS, RunContext
 
+    hparams = dict(run["hparams"])
+    if hparams.get("pretrained"):
+        return None  # building it would fetch weights
     try:
         dataset = DATASETS[run["dataset"]](run.get("dataset_options") or dict(DATASETS[run["dataset"]].OPTIONS))
-        meta = torch.device("meta")
-        ctx = RunContext(dataset.num_classes, dataset.model_input_shape(),
-                         torch.zeros(train_size, dtype=torch.long, device=meta), meta, torch.Generator())
-        method = METHODS[run["method"]](dict(run["hparams"]), ctx)
+        cls = METHODS[run["method"]]
+        targets = torch.arange(train_size) % dataset.num_classes
+        # Bias-supervised methods read their groups at setup: stand-in labels, only the schedule is read.
+        ctx = RunContext(dataset.num_classes, dataset.model_input_shape(), targets, torch.device("meta"),
+                         torch.Generator(), targets.clone() if cls.BIAS_SUPERVISED else None)
+        with torch.device("meta"):  # models without memory or initialisation
+            method = cls(hparams, ctx)
         stages = method.stages()
         per_epoch = method.steps_per_epoch()
     except Exception:
@@ -234,7 +251,12 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             latest[record["key"]] = record if record.get("status") == "ok" else latest.get(record["key"], record)
     finished = [r for r in latest.values() if r.get("status") == "ok"]
     running = sweep_running(out)
-    checkpoints = {run["key"]: read_checkpoint(out, run["key"]) for run in manifest["runs"]}
+    found = {run["key"]: read_checkpoint(out, run["key"]) for run in manifest["runs"]}
+    checkpoints = {key: None if entry is None else entry[0] for key, entry in found.items()}
+    # The sweep works on at most --jobs runs at once: the ones whose checkpoints it wrote last.
+    newest = sorted((entry[1], key) for key, entry in found.items() if entry is not None
+                    and latest.get(key, {}).get("status") != "ok")[::-1]
+    active_keys = {key for _, key in newest[: max(1, int(manifest.get("jobs") or 1))]} if running else set()
     active = [(run, checkpoints[run["key"]]) for run in manifest["runs"]
               if checkpoints[run["key"]] is not None and latest.get(run["key"], {}).get("status") != "ok"]
     rates, sizes = dataset_rates(active, finished)
@@ -249,7 +271,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             states.append(RunState(run, "done", figure, f"{record['timing']['total_s'] / 3600:.1f} h",
                                    note="mixed machines: " + "; ".join(mixed) if mixed else ""))
         elif state is not None:
-            states.append(in_progress(run, state, running))
+            states.append(in_progress(run, state, run["key"] in active_keys))
         elif record is not None:
             states.append(RunState(run, "failed", note=str(record.get("error", ""))[:120]))
         else:

@@ -65,7 +65,7 @@ class TraceComplete(BaseException):
 
 def checksum(tensor: torch.Tensor) -> str:
     """The tensor's exact bits as ``sum/count``: its 32-bit words summed as 64-bit integers, in hex."""
-    data = tensor.detach().cpu().contiguous()
+    data = tensor.detach().cpu().contiguous().reshape(-1)
     words = data.view(torch.int16 if data.element_size() == 2 else torch.int32) if data.is_floating_point() else data
     return f"{int(words.to(torch.int64).sum()):x}/{data.numel()}"
 
@@ -191,7 +191,8 @@ def first_difference(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -
         if both:
             for a, b in zip(_sequence(event), _sequence(twin), strict=False):
                 if a != b:
-                    library = LIBRARY.get(a[1]) or LIBRARY.get(a[2], "the sampler's draw")
+                    library = LIBRARY.get(a[1]) or LIBRARY.get(a[2]) or (
+                        f"the forward kernels of {a[1]}" if a[2] == "forward" else "the sampler's draw")
                     what = STEP_PARTS.get(a[1]) if a[0] in ("batch", "loss") else f"{a[2]} of {a[0]} ({a[1]})"
                     text += f"; first operation: {what}: {a[3]} here, {b[3]} there -- {library}"
                     break
@@ -273,5 +274,14 @@ def trace(argv: list[str]) -> int:
     print(f"wrote {args.out}: {tracer.step} steps of {spec.method} {spec.dataset} r={spec.ratio} seed={spec.seed} "
           f"on {cpu_model()}")
     if args.compare:
-        print(first_difference(read_trace(Path(args.out))[1:], read_trace(Path(args.compare))[1:]))
+        mine, theirs = read_trace(Path(args.out)), read_trace(Path(args.compare))
+        other = theirs[0] if theirs and theirs[0].get("event") == "header" else {}
+        if other.get("key") != header["key"]:
+            print(f"run_bench.py trace: error: {args.compare} traces run {other.get('key')}, not {header['key']}",
+                  file=sys.stderr)
+            return 2
+        if (other.get("every"), other.get("ops")) != (header["every"], header["ops"]):
+            print(f"note: the traces differ in --every / --ops ({other.get('every')}, {other.get('ops')} there); "
+                  "only the events both hold are compared")
+        print(first_difference(mine[1:], theirs[1:]))
     return 0

@@ -17,7 +17,7 @@ loads the trained biased model (``train_pgd`` and ``train_jtt`` beside it do), s
 disagreement probabilities and the debiased model's initialisation come from an untrained network. This
 implements the paper's design (the trained biased model); ``dpr.released_untrained_scorer=true``
 reproduces the released behaviour: the first stage still trains, but a freshly initialised model (drawn
-from the run's generator state at the end of the first stage) scores and initialises the second.
+from torch's global generator, whose state the run's checkpoints keep) scores and initialises the second.
 """
 
 from __future__ import annotations

@@ -18,7 +18,14 @@ from tabulate import tabulate
 
 from datasets import DATASETS
 from methods import METHODS
-from reporting.tables import ACCURACY_METRICS, ORACLE_METRICS, format_cell, ratio_label, summarize
+from reporting.tables import (
+    ACCURACY_METRICS,
+    BIAS_SUPERVISED_LABEL,
+    ORACLE_METRICS,
+    format_cell,
+    ratio_label,
+    summarize,
+)
 
 PUBLISHED_CSV = Path(__file__).resolve().parents[1] / "results" / "reference" / "published.csv"
 PUBLISHED_METRICS = tuple(m for m in ACCURACY_METRICS if m not in ORACLE_METRICS)
@@ -92,7 +99,7 @@ def render_comparison(records: list[dict[str, Any]], published: pd.DataFrame) ->
     over the run's evaluations, selected on test, as the DFA code selects) with its difference."""
     cell = ["dataset", "ratio", "method", "metric"]
     ours = summarize(records)
-    ours = ours[ours["n"] > 0]
+    ours = ours[ours["n"] > 0].assign(method=lambda t: t["method"].str.removesuffix(BIAS_SUPERVISED_LABEL))
     selected = ours[~ours["metric"].isin(ORACLE_METRICS)]
     oracle = ours[ours["metric"] == "oracle_test_acc"].assign(metric="test_acc")
     both = selected.merge(published, on=cell) if not selected.empty else selected

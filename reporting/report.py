@@ -116,7 +116,7 @@ def render_report(records: list[dict[str, Any]], plots: list[str], published: pd
     missing = missing_runs(records)
     resumed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: "
                + "; ".join(f"{e['stage']} after {e['epoch']} epoch(s), step {e['step']}" for e in r["resumed_from"])
-               for r in ok if r.get("resumed_from")]
+               for r in ok if r.get("resumed_from") and not mixed_machines(r["resumed_from"])]
     mixed = [f"{r['method']} {r['dataset']} {ratio_label(r['ratio'])} seed {r['seed']}: " + "; ".join(changes)
              for r in ok if (changes := mixed_machines(r.get("resumed_from") or []))]
     parts = [

@@ -60,7 +60,8 @@ def method_rank(records: list[dict[str, Any]]) -> dict[str, int]:
     bias-supervised ones last."""
     supervised = bias_supervised(records)
     others = [m for m in dict.fromkeys(r["method"] for r in records) if m not in PAPER_ORDER]
-    order = [m for m in [*PAPER_ORDER, *others] if m not in supervised] + [m for m in others if m in supervised]
+    everyone = [*PAPER_ORDER, *others]
+    order = [m for m in everyone if m not in supervised] + [m for m in everyone if m in supervised]
     return {m: i for i, m in enumerate(order)}
 
 

@@ -224,6 +224,7 @@ def test_jobs_auto_picks_the_layout_per_cpu(monkeypatch, vendor, numerics, runs,
 
     monkeypatch.setattr(launcher, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(launcher.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(launcher.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
     specs = [RunSpec("erm", "cifar10c", 0.05, seed, "paper", {}, {}, numerics=numerics) for seed in range(runs)]
     assert launcher.auto_jobs(torch.device("cpu"), specs) == expected
     assert launcher.auto_jobs(torch.device("cuda"), specs) == 1

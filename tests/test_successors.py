@@ -27,7 +27,7 @@ from methods.lc import (
 from methods.losses import generalized_ce
 from reporting.records import read_records
 from reporting.significance import leads
-from reporting.tables import BIAS_SUPERVISED_LABEL, render_markdown
+from reporting.tables import BIAS_SUPERVISED_LABEL, method_rank, render_markdown
 
 HP = {"model": "mlp", "optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0, "momentum": 0.0, "epochs": 1,
       "batch_size": 6, "lr_decay_step": 0, "lr_decay_gamma": 1.0}
@@ -129,6 +129,11 @@ def test_dpr_samples_by_disagreement_from_the_biased_model_and_starts_from_it(re
         torch.testing.assert_close(method.probabilities, d / d.sum())
         assert math.isclose(float(method.probabilities.sum()), 1.0, rel_tol=1e-6)
     assert method.sampling().weights is method.probabilities
+
+
+def test_a_bias_supervised_method_goes_last_even_if_the_papers_order_names_it():
+    records = [{"method": m, "bias_supervised": m == "erm"} for m in ("pgd", "erm", "mine")]
+    assert sorted(method_rank(records), key=method_rank(records).get)[-1] == "erm"
 
 
 def test_bias_labels_reach_groupdro_alone_and_its_row_is_the_upper_bound(tmp_path, data_root, cache_dir):
