@@ -1,4 +1,4 @@
-"""cifar10c: the LfF protocol on a small ImageFolder source, end to end for all five methods."""
+"""cifar10c: the LfF protocol on a small ImageFolder source, end to end, and every method's protocol on it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.cli import build_parser, main
+from bench.plan import plan
 from datasets import DATASETS, DataError
 from datasets.cache import load_or_build
 from datasets.cifar_source import CLASSES
@@ -96,18 +97,22 @@ def test_wrong_source_tree_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_all_methods_run_end_to_end_on_cifar10c(source, tmp_path, capsys):
+def test_cifar10c_runs_end_to_end_with_each_methods_protocol(source, tmp_path, capsys):
+    """ERM and PGD train end to end on the corrupted images (the two selection rules); every method's resolved
+    protocol is checked from the plan. That every method trains a ResNet-18 on 32 px inputs, the
+    bffhq end-to-end test shows (``test_bffhq.py``, all methods at image_size 32)."""
     out = tmp_path / "out"
-    code = main(["--datasets", "cifar10c", "--ratios", "0.05", "--epochs", "1", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-                 "--set", f"cifar10c.source={source}", "--set", "cifar10c.workers=1",
-                 "--set", "dfa.curriculum_step=0", "--set", "dfa.drop_last=false"])
+    common = ["--datasets", "cifar10c", "--ratios", "0.05", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"),
+              "--no-progress", "--set", f"cifar10c.source={source}", "--set", "cifar10c.workers=1"]
+    code = main(["--methods", "erm,pgd", "--out", str(out), *common])
     records = read_records(out / "results.jsonl")
     assert code == 0, [r.get("error") for r in records]
     assert "chunk" not in capsys.readouterr().err  # --no-progress hides the corruption pass's bar too
-    assert [r["method"] for r in records] == list(METHODS)
-    for record in records:
-        assert record["hparams"]["model"] == "resnet18" and record["hparams"]["optimizer"] == "adam"
+    assert [r["method"] for r in records] == ["erm", "pgd"]
+    assert all(0 <= r["test_acc"] <= 1 and r["hparams"]["model"] == "resnet18" for r in records)
+    for spec in plan(build_parser().parse_args(["--preset", "paper", *common])):
+        assert spec.hparams["model"] == "resnet18"
+        assert spec.hparams["optimizer"] == "adam"
         # LfF's protocol takes the last epoch; PGD, and DPR built on its code, keep their official learner's rule.
-        assert record["selection"] == ("best_valid_loss" if record["method"] in ("pgd", "dpr") else "last_epoch")
-        assert 0 <= record["test_acc"] <= 1
+        assert spec.hparams["selection"] == ("best_valid_loss" if spec.method in ("pgd", "dpr") else "last_epoch")
+    assert {spec.method for spec in plan(build_parser().parse_args(common))} == set(METHODS)
