@@ -26,10 +26,9 @@ from typing import ClassVar
 
 import torch
 
-from methods.base import Sampling, TrainView
-from methods.losses import generalized_ce
+from methods.base import TrainView
 from methods.registry import register_method
-from methods.two_stage import TwoStageMethod
+from methods.two_stage import BiasedThenResampled
 from spaces import OneOf, Uniform
 from spaces.domains import POSITIVE, UNIT_OPEN_CLOSED
 
@@ -44,29 +43,16 @@ def disagreement_probabilities(logits: torch.Tensor, targets: torch.Tensor, tau:
 
 
 @register_method
-class DPR(TwoStageMethod):
+class DPR(BiasedThenResampled):
     name: ClassVar[str] = "dpr"
     PAPER: ClassVar[str] = ("Han et al., Mitigating Spurious Correlations via Disagreement Probability, "
                             "NeurIPS 2024")
-    FIRST: ClassVar[str] = "biased"
-    SECOND: ClassVar[str] = "debiased"
     HPARAMS: ClassVar[dict] = {"q": 0.7, "tau": 1.0, "released_untrained_scorer": False}
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9)}
     HPARAM_DOMAINS: ClassVar[dict] = {"q": UNIT_OPEN_CLOSED, "tau": POSITIVE,
                                       "released_untrained_scorer": OneOf((True, False))}
     # The released learner selects by validation loss on every dataset, as PGD's, which it is built on.
     DATASET_HPARAMS: ClassVar[dict] = {"cifar10c": {"selection": "best_valid_loss"}}
-    STATE_ATTRS: ClassVar[tuple[str, ...]] = (*TwoStageMethod.STATE_ATTRS, "probabilities")
-
-    def setup(self) -> None:
-        super().setup()
-        self.probabilities: torch.Tensor | None = None
-
-    def stage_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.active == self.FIRST:
-            return generalized_ce(logits, y, float(self.hp["q"]))
-        return super().stage_loss(logits, y)
-
     def between_stages(self, train: TrainView) -> None:
         scorer = self.models[self.FIRST]
         if bool(self.hp["released_untrained_scorer"]):
@@ -83,12 +69,3 @@ class DPR(TwoStageMethod):
         if self.probabilities is None:
             return {}
         return {"max_over_mean_probability": float(self.probabilities.max() * len(self.probabilities))}
-
-    def conflict_signals(self) -> dict[str, torch.Tensor]:
-        """The sampling probabilities (proportional to the disagreement probabilities)."""
-        return {} if self.probabilities is None else {"score": self.probabilities}
-
-    def sampling(self) -> Sampling | None:
-        if self.active == self.SECOND:
-            return Sampling(weights=self.probabilities)
-        return None

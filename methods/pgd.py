@@ -31,38 +31,28 @@ from typing import ClassVar
 
 import torch
 
-from methods.base import Sampling, TrainView
-from methods.losses import generalized_ce
+from methods.base import TrainView
 from methods.pgd_scores import dataset_scores, sampling_probabilities, scoring_batch_size
 from methods.registry import register_method
-from methods.two_stage import TwoStageMethod
+from methods.two_stage import BiasedThenResampled
 from spaces import Choice, OneOf, Uniform
 from spaces.domains import POSITIVE, UNIT_OPEN_CLOSED
 
 
 @register_method
-class PGD(TwoStageMethod):
+class PGD(BiasedThenResampled):
     name: ClassVar[str] = "pgd"
     PAPER: ClassVar[str] = "Ahn, Kim & Yun, Mitigating Dataset Bias by Using Per-sample Gradient, ICLR 2023"
-    FIRST: ClassVar[str] = "biased"
-    SECOND: ClassVar[str] = "debiased"
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "score_norm_p": Choice((0.7, 1.0, 2.0))}
     HPARAMS: ClassVar[dict] = {"q": 0.7, "score_norm_p": 0.7, "score_augmented": True, "score_fold_bn": True}
     DATASET_HPARAMS: ClassVar[dict] = {"cifar10c": {"selection": "best_valid_loss"}}
     HPARAM_DOMAINS: ClassVar[dict] = {"q": UNIT_OPEN_CLOSED, "score_norm_p": POSITIVE,
                                       "score_augmented": OneOf((True, False)), "score_fold_bn": OneOf((True, False))}
-    STATE_ATTRS: ClassVar[tuple[str, ...]] = (*TwoStageMethod.STATE_ATTRS, "probabilities")
 
     def setup(self) -> None:
         super().setup()
         if float(self.hp["score_norm_p"]) <= 0:
             raise ValueError(f"pgd.score_norm_p must be > 0, got {self.hp['score_norm_p']}")
-        self.probabilities: torch.Tensor | None = None
-
-    def stage_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.active == self.FIRST:
-            return generalized_ce(logits, y, float(self.hp["q"]))
-        return super().stage_loss(logits, y)
 
     def between_stages(self, train: TrainView) -> None:
         biased = self.models[self.FIRST]
@@ -84,12 +74,3 @@ class PGD(TwoStageMethod):
         top = torch.topk(self.probabilities, max(1, len(self.probabilities) // 100)).values.sum()
         return {"max_over_mean_probability": float(self.probabilities.max() * len(self.probabilities)),
                 "top1pct_probability_mass": float(top)}
-
-    def conflict_signals(self) -> dict[str, torch.Tensor]:
-        """The sampling probabilities (proportional to the gradient-norm scores)."""
-        return {} if self.probabilities is None else {"score": self.probabilities}
-
-    def sampling(self) -> Sampling | None:
-        if self.active == self.SECOND:
-            return Sampling(weights=self.probabilities)
-        return None

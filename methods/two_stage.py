@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, Stage, TrainView
+from methods.base import Batch, Method, Sampling, Stage, TrainView
+from methods.losses import generalized_ce
 
 
 class TwoStageMethod(Method):
@@ -62,3 +63,31 @@ class TwoStageMethod(Method):
 
     def end_epoch(self, stage: Stage, keys: tuple[str, ...] | None = None) -> None:
         super().end_epoch(stage, (self.active,))
+
+
+class BiasedThenResampled(TwoStageMethod):
+    """The shape PGD and DPR share: a GCE-trained biased model (``q``), then the debiased model trained with
+    CE on batches drawn with replacement in proportion to ``probabilities``, which ``between_stages`` sets
+    from the biased model."""
+
+    FIRST: ClassVar[str] = "biased"
+    SECOND: ClassVar[str] = "debiased"
+    STATE_ATTRS: ClassVar[tuple[str, ...]] = (*TwoStageMethod.STATE_ATTRS, "probabilities")
+
+    def setup(self) -> None:
+        super().setup()
+        self.probabilities: torch.Tensor | None = None
+
+    def stage_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.active == self.FIRST:
+            return generalized_ce(logits, y, float(self.hp["q"]))
+        return super().stage_loss(logits, y)
+
+    def conflict_signals(self) -> dict[str, torch.Tensor]:
+        """The sampling probabilities."""
+        return {} if self.probabilities is None else {"score": self.probabilities}
+
+    def sampling(self) -> Sampling | None:
+        if self.active == self.SECOND:
+            return Sampling(weights=self.probabilities)
+        return None
