@@ -34,8 +34,8 @@ from torch import nn
 
 from bench.numerics import NumericsError, check, cpu_model
 from bench.runner import RunPaths, execute
-from bench.verify import spec_of
-from reporting.records import RecordError, read_records
+from bench.verify import add_data_arguments, ok_records, spec_of
+from reporting.records import RecordError
 
 # The code path each kind of operation takes on the CPU under portable numerics (bench.numerics).
 LIBRARY = {
@@ -234,17 +234,10 @@ def trace(argv: list[str]) -> int:
     parser.add_argument("--ops", default=None, metavar="A-B", help="operation-level trace of steps A..B")
     parser.add_argument("--out", required=True, help="the trace file to write (JSON lines; gzip if it ends in .gz)")
     parser.add_argument("--compare", default=None, metavar="TRACE", help="another machine's trace of this run")
-    parser.add_argument("--data-root", default="./data")
-    parser.add_argument("--cache-dir", default="./cache")
+    add_data_arguments(parser)
     args = parser.parse_args(argv)
-    results = Path(args.folder) / "results.jsonl"
     try:
-        if not results.is_file():
-            raise ValueError(f"{results} not found")
-        matches = [r for r in read_records(results) if r.get("status") == "ok" and r["key"].startswith(args.run)]
-        if len(matches) != 1:
-            raise ValueError(f"--run {args.run}: {len(matches)} ok records of {results} match; give a unique key")
-        spec = spec_of(matches[0])
+        spec = spec_of(ok_records(args.folder, args.run)[0])
         if spec.numerics != "portable":
             raise ValueError(f"run {spec.key} was made under native numerics: no other machine computes its bits")
         if args.steps < 1 or args.every < 1:

@@ -1,5 +1,6 @@
-"""``run_bench.py verify FOLDER``: rerun every record of a results folder made under portable numerics on
-this machine and compare the new record with the committed one bit for bit (``weights_sha256``, the
+"""``run_bench.py verify FOLDER [--run KEY]``: rerun every record of a results folder made under portable
+numerics (or the one record whose key starts with ``KEY``) on this machine and compare the new record with
+the committed one bit for bit (``weights_sha256``, the
 dataset fingerprint, every test metric, the oracle, the epoch log, the selection and the diagnostics).
 
 It is how a machine shows that it reproduces a committed reference run (``results/portable-reference``):
@@ -37,6 +38,27 @@ def spec_of(record: dict[str, Any]) -> RunSpec:
     return spec
 
 
+def ok_records(folder: str, run: str | None = None) -> list[dict[str, Any]]:
+    """The ok records of ``folder/results.jsonl``; with ``run``, the one whose key starts with it."""
+    results = Path(folder) / "results.jsonl"
+    if not results.is_file():
+        raise ValueError(f"{results} not found")
+    records = [r for r in read_records(results) if r.get("status") == "ok"]
+    if run is not None:
+        records = [r for r in records if r["key"].startswith(run)]
+        if len(records) != 1:
+            raise ValueError(f"--run {run}: {len(records)} ok records of {results} match; give a unique key")
+    elif not records:
+        raise ValueError(f"{results} has no ok record to verify")
+    return records
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options every command that reruns a record takes."""
+    parser.add_argument("--data-root", default="./data")
+    parser.add_argument("--cache-dir", default="./cache")
+
+
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The compared fields where ``new`` (as it would be written) differs from ``old``."""
     new = json.loads(json.dumps(finite(new), sort_keys=True))
@@ -47,20 +69,15 @@ def verify(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run_bench.py verify",
                                      description="rerun a folder's portable-numerics records and compare bit for bit")
     parser.add_argument("folder", help="a results folder with results.jsonl")
-    parser.add_argument("--data-root", default="./data")
-    parser.add_argument("--cache-dir", default="./cache")
+    parser.add_argument("--run", default=None, help="only the record with this key (or a unique prefix of it)")
+    add_data_arguments(parser)
     args = parser.parse_args(argv)
-    results = Path(args.folder) / "results.jsonl"
     try:
-        if not results.is_file():
-            raise ValueError(f"{results} not found")
-        records = [r for r in read_records(results) if r.get("status") == "ok"]
-        if not records:
-            raise ValueError(f"{results} has no ok record to verify")
+        records = ok_records(args.folder, args.run)
         specs = [spec_of(r) for r in records]
         native = [s.key for s in specs if s.numerics != "portable"]
         if native:
-            raise ValueError(f"{results}: run {native[0]} was made under native numerics, which no other machine "
+            raise ValueError(f"run {native[0]} was made under native numerics, which no other machine "
                              "reproduces bit for bit")
         check("portable")
     except (ValueError, RecordError, NumericsError, TypeError) as error:

@@ -11,7 +11,12 @@ Paths:
   without the periodic evaluations, which are timed by the records as phases of their own.
 
     python benchmarks/cifar10c_step.py --path suite --threads 2 --numerics native [--channels-last]
-        [--compile] [--bf16] [--steps 6] [--warmup 2]
+        [--compile] [--bf16] [--steps 6] [--warmup 2] [--images CACHE.npz] [--weights CHECKPOINT.pt]
+        [--flush-denormal]
+
+The last three are for telling a running sweep's step from the benchmark's: the dataset cache's real
+training images instead of random ones, the model and Adam state of a run's in-run checkpoint instead of a
+fresh initialisation, and denormals flushed to zero.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the suite's --amp)")
     parser.add_argument("--steps", type=int, default=6, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation, allocator)")
+    parser.add_argument("--images", type=Path, help="suite: a cifar10c dataset cache (.npz) to take images from")
+    parser.add_argument("--weights", type=Path, help="suite: an ERM run's in-run checkpoint to start from")
+    parser.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True)")
     return parser.parse_args(argv)
 
 
@@ -85,7 +93,11 @@ def suite_steps(args: argparse.Namespace, total: int) -> list[float]:
     dataset = DATASETS["cifar10c"]
     rng = np.random.default_rng(0)
     n = BATCH * total
-    split = Split(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), np.zeros(n, int))
+    if args.images:
+        cache = np.load(args.images)
+        split = Split(cache["train.images"][:n], cache["train.targets"][:n], cache["train.biases"][:n])
+    else:
+        split = Split(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), np.zeros(n, int))
     empty = Split(split.images[:0], split.targets[:0], split.biases[:0])
     splits = {name: DeviceSplit(s, device, dataset.NORMALIZE, channels_last=args.channels_last)
               for name, s in (("train", split), ("valid", empty), ("test", empty))}
@@ -95,6 +107,8 @@ def suite_steps(args: argparse.Namespace, total: int) -> list[float]:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     method = METHODS["erm"](hparams, RunContext(10, (3, 32, 32), splits["train"].targets, device, generator))
+    if args.weights:
+        method.load_state_dict(torch.load(args.weights, map_location=device, weights_only=False)["state"]["method"])
     configure(method, device, {"channels_last": args.channels_last, "compile": args.compile})
     training = Training(method, data, generator, progress=False, amp=args.bf16, checkpointing=None)
     stage = method.stages()[0]
@@ -124,6 +138,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     numerics.enter(args.numerics)
+    torch.set_flush_denormal(args.flush_denormal)
     if args.numerics == "native":
         torch.set_num_threads(args.threads)
     total = args.warmup + args.steps

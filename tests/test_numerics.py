@@ -21,7 +21,7 @@ from bench.cli import build_parser, main
 from bench.numerics import PORTABLE_ENV, requested
 from bench.plan import UsageError, plan
 from bench.runner import RunSpec
-from bench.verify import differences
+from bench.verify import differences, ok_records
 from reporting.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +75,15 @@ def test_verify_names_every_field_that_differs():
            "timing": {}, "env": {}, "finished_at": "another day"}
     assert differences(old, old) == []
     assert differences(old, new) == ["weights_sha256", "test_acc"]
+
+
+def test_verify_takes_one_record_by_its_key_or_refuses_in_one_line(capsys):
+    keys = [r["key"] for r in read_records(REFERENCE / "results.jsonl")]
+    assert [r["key"] for r in ok_records(str(REFERENCE))] == keys
+    assert [r["key"] for r in ok_records(str(REFERENCE), keys[1][:8])] == [keys[1]]
+    assert main(["verify", str(REFERENCE), "--run", "nope"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("run_bench.py verify: error: --run nope: 0 ok records")
 
 
 def test_the_reference_records_say_where_they_ran():
