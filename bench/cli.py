@@ -11,6 +11,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ from bench.hparams import PRESETS
 from bench.launcher import RayOptions, auto_jobs, run_all
 from bench.listing import list_command
 from bench.messages import one_line_warnings, warn
-from bench.numerics import NumericsError
+from bench.numerics import NUMERICS, NumericsError
 from bench.numerics import check as check_numerics
 from bench.plan import UsageError, plan
 from bench.plugins import PluginError, load_plugins
@@ -269,6 +270,21 @@ def write_manifest(out: Path, specs: list[RunSpec], jobs: int, command: str) -> 
     write_text_atomic(path, json.dumps(manifest, indent=1, default=str) + "\n")
 
 
+def warn_other_numerics(pending: list[RunSpec], done: set, checkpoints: Path | None) -> None:
+    """Numerics enter a run's key when portable, and the paper preset's default changed for ``cifar10c``
+    (portable, then native): a folder made under the other setting holds records and in-run checkpoints
+    that this sweep will not take. Say so before it starts them afresh."""
+    found: dict[str, int] = {}
+    for spec in pending:
+        (other,) = set(NUMERICS) - {spec.numerics}
+        key = replace(spec, numerics=other).key
+        if key in done or (checkpoints is not None and (checkpoints / f"{key}.pt").is_file()):
+            found[other] = found.get(other, 0) + 1
+    for other, count in found.items():
+        warn(f"{count} of the {len(pending)} runs to do have a record or checkpoint here made under {other} "
+             f"numerics; they will run again under the other setting (--numerics {other} takes those instead)")
+
+
 def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, device, ray_options: RayOptions,
           out: Path, published: pd.DataFrame, command: str) -> int:
     """Run the pending runs of ``specs`` into ``out`` and render the reports; the exit code."""
@@ -279,6 +295,7 @@ def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, devic
     pending = [spec for spec in specs if spec.key not in done]
     print(f"preset {args.preset} on {device}: {len(specs)} runs, {len(specs) - len(pending)} already done "
           f"in {results}", file=sys.stderr)
+    warn_other_numerics(pending, done, paths.checkpoints)
 
     failures = 0
     progress = not args.no_progress

@@ -5,6 +5,9 @@ and append duplicates. The first sweep holds an exclusive ``flock`` on ``OUT/.sw
 it is into the file; a second one fails to take the lock and refuses, naming the first. The kernel drops
 the lock when its process ends, however it ends (a crash or SIGKILL included), so a dead sweep never
 leaves the folder locked: the next one takes the lock and resumes.
+
+``run_bench.py status`` probes the lock with a shared ``flock`` held for a moment; a sweep that starts in
+that moment keeps trying for ``PATIENCE_S`` before it concludes that another sweep holds the folder.
 """
 
 from __future__ import annotations
@@ -13,11 +16,26 @@ import fcntl
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 LOCK_NAME = ".sweep.lock"
+PATIENCE_S = 2.0
+
+
+def take_exclusive(handle: IO[str], patience_s: float = PATIENCE_S) -> bool:
+    """Take the exclusive lock, retrying for ``patience_s``: a status probe holds it only for a moment."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 class SweepLocked(RuntimeError):
@@ -32,9 +50,7 @@ class SweepLock:
 
     def __enter__(self) -> SweepLock:
         handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not take_exclusive(handle):
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()

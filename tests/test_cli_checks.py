@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 
-from bench.cli import build_parser, main
+from bench.cli import build_parser, main, warn_other_numerics
 from bench.hparams import HparamError, resolve_hparams, resolve_options
 from bench.plan import plan
 from bench.sweep_lock import LOCK_NAME
@@ -147,6 +148,21 @@ def test_a_killed_sweep_leaves_no_stuck_lock(tmp_path, data_root, cache_dir, mon
     again = subprocess.run(sweep_command(out, data_root, cache_dir, "1"), cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_runs_recorded_or_checkpointed_under_the_other_numerics_are_named_before_they_rerun(tmp_path, capsys):
+    # An old cifar10c paper folder: made portable, now planned native by default.
+    a, b, c = plan(build_parser().parse_args(["--datasets", "cifar10c", "--preset", "paper", "--methods",
+                                              "erm,lff,pgd", "--ratios", "0.05"]), "cpu")
+    assert a.numerics == "native"
+    portable = [replace(spec, numerics="portable") for spec in (a, b, c)]
+    (tmp_path / f"{portable[1].key}.pt").touch()  # b was interrupted under portable numerics
+    warn_other_numerics([a, b, c], {portable[0].key}, tmp_path)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("run_bench.py: warning: 2 of the 3 runs to do have a record or checkpoint here made "
+                           "under portable numerics") and "--numerics portable" in line
+    warn_other_numerics([a, b, c], {a.key}, None)
+    assert capsys.readouterr().err == ""
 
 
 def test_the_quick_preset_says_so_in_the_table_and_the_report(tmp_path, data_root, cache_dir, capsys):

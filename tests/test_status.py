@@ -3,13 +3,16 @@ projected time left; one line of error for a folder that is not a sweep's."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import threading
 
 import pytest
 from test_resume import command, killed_run
 
 from bench.cli import main
-from bench.sweep_lock import SweepLock
+from bench.status import sweep_running
+from bench.sweep_lock import LOCK_NAME, SweepLock, SweepLocked
 
 
 def status_lines(out, capsys) -> tuple[int, list[str]]:
@@ -65,3 +68,16 @@ def test_status_of_a_folder_that_is_not_a_sweep_is_one_line_of_error(tmp_path, c
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("run_bench.py: error: ") and str(out) in line
     assert captured.out == ""
+
+
+def test_a_sweep_starting_while_status_probes_the_lock_waits_for_the_probe(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    probe = (out / LOCK_NAME).open("a+")
+    fcntl.flock(probe.fileno(), fcntl.LOCK_SH)  # status's probe, released 0.3 s later
+    threading.Timer(0.3, fcntl.flock, (probe.fileno(), fcntl.LOCK_UN)).start()
+    with SweepLock(out, "a sweep"):
+        assert sweep_running(out)
+    probe.close()
+    with SweepLock(out, "the first sweep"), pytest.raises(SweepLocked, match="the first sweep"):
+        SweepLock(out, "a second sweep").__enter__()  # a sweep that holds the folder is still refused
