@@ -6,7 +6,9 @@ Every run the folder's sweeps asked for (``OUT/sweep.json``, written when a swee
 - ``running`` / ``interrupted``: it has an in-run checkpoint; running while the folder's sweep lock is held
   and its checkpoint is among the sweep's ``--jobs`` most recently written (an older one waits its turn);
   its stage, epoch and step from the checkpoint, the last test evaluation, optimiser steps per second
-  so far (every phase counted: evaluations and checkpoints too) and the projected time left;
+  between its two newest checkpoints and over the whole run so far (every phase counted: evaluations and
+  checkpoints too), and the time left at the first of the two (the machine's pace now: a run resumed on a
+  faster or slower machine, or one that shared the CPU for a while, is not projected at its average);
 - ``not started``: projected from a finished run of the same method and dataset, else from the steps its
   schedule takes and the seconds per step seen on the dataset, scaled by its number of models (``~``).
 
@@ -48,7 +50,8 @@ class RunState:
     figure: str = ""
     where: str = ""
     last_eval: str = ""
-    steps_per_s: float | None = None
+    steps_per_s: float | None = None  # over the whole run so far
+    recent_per_s: float | None = None  # between the run's two newest checkpoints
     left_s: float | None = None
     estimated: bool = False
     note: str = ""
@@ -87,9 +90,10 @@ def load_manifest(out: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_checkpoint(out: Path, key: str) -> tuple[dict[str, Any], float] | None:
-    """The newest readable in-run checkpoint of run ``key``: its state (memory-mapped: the weights are not
-    read) and the file's modification time; or None."""
+def read_checkpoints(out: Path, key: str) -> list[tuple[dict[str, Any], float]]:
+    """The readable in-run checkpoints of run ``key``, newest first: each one's state (memory-mapped: the
+    weights are not read) and the file's modification time."""
+    found = []
     for name in (f"{key}.pt", f"{key}.prev.pt"):
         path = out / CHECKPOINTS / name
         if not path.is_file():
@@ -100,8 +104,22 @@ def read_checkpoint(out: Path, key: str) -> tuple[dict[str, Any], float] | None:
         except Exception:  # truncated or being replaced: try the previous one
             continue
         if isinstance(saved, dict) and isinstance(saved.get("state"), dict):
-            return saved["state"], written
-    return None
+            found.append((saved["state"], written))
+    return found
+
+
+def step_rates(state: dict[str, Any], previous: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """Optimiser steps per second (so far, between ``previous`` and ``state``) of one run's checkpoints;
+    None where there is nothing to divide."""
+    plan = state.get("plan")
+    if plan is None:
+        return None, None
+    done, wall = steps_done(plan, state), float(state.get("wall_s", 0.0))
+    so_far = done / wall if done > 0 and wall > 0 else None
+    if previous is None or previous.get("plan") != plan:
+        return so_far, None
+    steps, seconds = done - steps_done(plan, previous), wall - float(previous.get("wall_s", 0.0))
+    return so_far, steps / seconds if steps > 0 and seconds > 0 else None
 
 
 def planned_steps(plan: dict[str, Any], state: dict[str, Any], batch_size: int) -> int:
@@ -133,7 +151,8 @@ def steps_done(plan: dict[str, Any], state: dict[str, Any]) -> int:
     return done + int(position["steps"])
 
 
-def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool) -> RunState:
+def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool,
+                previous: dict[str, Any] | None = None) -> RunState:
     plan, position = state.get("plan"), state["position"]
     status = RunState(run, "running" if running else "interrupted")
     if plan is None:
@@ -150,10 +169,10 @@ def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool) -> Ru
         row = state["log"][-1]
         status.last_eval = f"valid {100 * row['valid_acc']:.2f} % after epoch {row['epoch']}"
     done, total = steps_done(plan, state), planned_steps(plan, state, int(run["hparams"].get("batch_size", 1)))
-    wall = float(state.get("wall_s", 0.0))
-    if done > 0 and wall > 0:
-        status.steps_per_s = done / wall
-        status.left_s = max(total - done, 0) / status.steps_per_s
+    status.steps_per_s, status.recent_per_s = step_rates(state, previous)
+    pace = status.recent_per_s or status.steps_per_s
+    if pace:
+        status.left_s = max(total - done, 0) / pace
     status.figure = f"{done:,} of {total:,} steps ({100 * done / total:.1f} %)" if total else ""
     mixed = mixed_machines(state.get("resumed_from") or [])
     if mixed:
@@ -209,26 +228,28 @@ def not_started(run: dict[str, Any], finished: list[dict[str, Any]], rates: dict
     return status
 
 
-def dataset_rates(states: list[tuple[dict[str, Any], dict[str, Any]]],
+def dataset_rates(states: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]],
                   finished: list[dict[str, Any]]) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
-    """Per dataset: seconds per optimiser step and model, from the runs in progress (checkpoints), and the
-    training set's size (records, or a plan's epoch length times the batch)."""
-    rates: dict[str, tuple[float, int]] = {}
+    """Per dataset: seconds per optimiser step and model, from the runs in progress (their two newest
+    checkpoints, else their whole run so far), and the training set's size (records, or a plan's epoch
+    length times the batch)."""
+    per_dataset: dict[str, tuple[float, int]] = {}
     sizes: dict[str, int] = {}
     for record in finished:
         sizes.setdefault(record["dataset"], int(record.get("dataset_sizes", {}).get("train", 0)) or 0)
-    for run, state in states:
+    for run, state, previous in states:
         plan = state.get("plan")
         if plan is None:
             continue
-        done, wall = steps_done(plan, state), float(state.get("wall_s", 0.0))
+        so_far, recent = step_rates(state, previous)
         models = (len(state.get("method", {}).get("optimizers", {})) or 1) / len(plan["stages"])
-        if done > 0 and wall > 0:
-            seconds, count = rates.get(run["dataset"], (0.0, 0))
-            rates[run["dataset"]] = ((seconds * count + wall / done / models) / (count + 1), count + 1)
+        if recent or so_far:
+            seconds, count = per_dataset.get(run["dataset"], (0.0, 0))
+            per_dataset[run["dataset"]] = ((seconds * count + 1 / (recent or so_far) / models) / (count + 1),
+                                           count + 1)
         if not sizes.get(run["dataset"]):
             sizes[run["dataset"]] = int(plan["steps_per_epoch"]) * int(run["hparams"].get("batch_size", 1))
-    return rates, {name: size for name, size in sizes.items() if size}
+    return per_dataset, {name: size for name, size in sizes.items() if size}
 
 
 def hours(seconds: float | None, estimated: bool = False) -> str:
@@ -251,13 +272,14 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             latest[record["key"]] = record if record.get("status") == "ok" else latest.get(record["key"], record)
     finished = [r for r in latest.values() if r.get("status") == "ok"]
     running = sweep_running(out)
-    found = {run["key"]: read_checkpoint(out, run["key"]) for run in manifest["runs"]}
-    checkpoints = {key: None if entry is None else entry[0] for key, entry in found.items()}
+    found = {run["key"]: read_checkpoints(out, run["key"]) for run in manifest["runs"]}
+    checkpoints = {key: entries[0][0] if entries else None for key, entries in found.items()}
+    previous = {key: entries[1][0] if len(entries) > 1 else None for key, entries in found.items()}
     # The sweep works on at most --jobs runs at once: the ones whose checkpoints it wrote last.
-    newest = sorted((entry[1], key) for key, entry in found.items() if entry is not None
+    newest = sorted((entries[0][1], key) for key, entries in found.items() if entries
                     and latest.get(key, {}).get("status") != "ok")[::-1]
     active_keys = {key for _, key in newest[: max(1, int(manifest.get("jobs") or 1))]} if running else set()
-    active = [(run, checkpoints[run["key"]]) for run in manifest["runs"]
+    active = [(run, checkpoints[run["key"]], previous[run["key"]]) for run in manifest["runs"]
               if checkpoints[run["key"]] is not None and latest.get(run["key"], {}).get("status") != "ok"]
     rates, sizes = dataset_rates(active, finished)
     states = []
@@ -271,12 +293,16 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             states.append(RunState(run, "done", figure, f"{record['timing']['total_s'] / 3600:.1f} h",
                                    note="mixed machines: " + "; ".join(mixed) if mixed else ""))
         elif state is not None:
-            states.append(in_progress(run, state, run["key"] in active_keys))
+            states.append(in_progress(run, state, run["key"] in active_keys, previous[run["key"]]))
         elif record is not None:
             states.append(RunState(run, "failed", note=str(record.get("error", ""))[:120]))
         else:
             states.append(not_started(run, finished, rates, sizes))
     return manifest, states, running
+
+
+PACE = ("steps/s: optimiser steps per second between the run's two newest checkpoints, and over the whole run so "
+        "far (every phase counted); the time left is projected at the first, the machine's pace now.")
 
 
 def render(out: Path) -> str:
@@ -289,6 +315,8 @@ def render(out: Path) -> str:
         if run.get("hparams_seed"):
             name += f" (hparams {run['hparams_seed']})"
         rate = f"{s.steps_per_s:.3f}" if s.steps_per_s else ""
+        if s.recent_per_s:
+            rate = f"{s.recent_per_s:.3f} (so far {rate})"
         left = "" if s.state in ("done", "failed") else hours(s.left_s, s.estimated)
         rows.append(f"| {name} | {s.state} | {s.figure} | {s.where} | {s.last_eval} | {rate} | {left} | {s.note} |")
     counts = {state: sum(s.state == state for s in states)
@@ -305,7 +333,7 @@ def render(out: Path) -> str:
                + (left + wall if pending else "none") + ".")
     command = portable_command(manifest["command"], out) if manifest.get("command") else ""
     return "\n".join([f"# Sweep status: {out.name}", "", f"Command (paths relative to the checkout): `{command}`",
-                      f"Commit: {manifest.get('git_commit')}", "", summary, "", *rows]) + "\n"
+                      f"Commit: {manifest.get('git_commit')}", "", summary, "", *rows, "", PACE]) + "\n"
 
 
 def status(argv: list[str]) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import threading
 
 import pytest
 from test_resume import command, killed_run
 
 from bench.cli import main
-from bench.status import sweep_running
+from bench.status import read_checkpoints, sweep_running
 from bench.sweep_lock import LOCK_NAME, SweepLock, SweepLocked
 
 
@@ -40,7 +41,10 @@ def test_status_follows_a_sweep_from_interrupted_to_done(tmp_path, data_root, ca
     assert erm[2] == "10 of 15 steps (66.7 %)"  # the last checkpoint: the end of epoch 2
     assert erm[3] == "train (1/1), epoch 2/3, step 10"
     assert erm[4].startswith("test ") and erm[4].endswith(" % at step 10")  # the oracle curve's last point
-    assert float(erm[5]) > 0 and erm[6].endswith(" h")
+    recent, so_far = re.fullmatch(r"([0-9.]+) \(so far ([0-9.]+)\)", erm[5]).groups()
+    assert float(recent) > 0 and float(so_far) > 0 and erm[6].endswith(" h")
+    newest, previous = (state for state, _ in read_checkpoints(out, manifest["runs"][0]["key"]))
+    assert float(recent) == pytest.approx(5 / (newest["wall_s"] - previous["wall_s"]), abs=6e-4)  # epoch 2 alone
     assert lff[1] == "not started" and lff[6].startswith("~")  # from ERM's seconds per step, twice the models
     assert "2 runs: 1 interrupted, 1 not started. Sweep not running." in "\n".join(lines)
 
