@@ -213,18 +213,20 @@ def test_report_names_failed_and_missing_runs(tmp_path):
         assert (out / name).is_file()
 
 
-@pytest.mark.parametrize(("vendor", "numerics", "runs", "expected"), [
-    ("GenuineIntel", "native", 4, 1),  # one run on every thread: 1.09x on an Intel Xeon (family 6, model 207)
-    ("AuthenticAMD", "native", 4, 2),  # one run per core: 1.2x on an AMD EPYC (family 25, model 17)
-    ("GenuineIntel", "portable", 4, 2),  # portable runs are pinned to one thread each
-    ("AuthenticAMD", "native", 1, 1),  # never more workers than runs
+@pytest.mark.parametrize(("vendor", "numerics", "cores", "runs", "expected"), [
+    ("GenuineIntel", "native", 2, 4, 1),  # two threads a run: 1.12x on an Intel Xeon (family 6, model 207)
+    ("GenuineIntel", "native", 16, 20, 8),  # the measured unit, not one run on 16 threads
+    ("GenuineIntel", "native", 1, 4, 1),
+    ("AuthenticAMD", "native", 2, 4, 2),  # one run per core: 1.2x on an AMD EPYC (family 25, model 17)
+    ("GenuineIntel", "portable", 2, 4, 2),  # portable runs are pinned to one thread each
+    ("AuthenticAMD", "native", 2, 1, 1),  # never more workers than runs
 ])
-def test_jobs_auto_picks_the_layout_per_cpu(monkeypatch, vendor, numerics, runs, expected):
+def test_jobs_auto_picks_the_layout_per_cpu(monkeypatch, vendor, numerics, cores, runs, expected):
     from bench import launcher
 
     monkeypatch.setattr(launcher, "cpu_vendor", lambda: vendor)
-    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(launcher.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(launcher.os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
     specs = [RunSpec("erm", "cifar10c", 0.05, seed, "paper", {}, {}, numerics=numerics) for seed in range(runs)]
     assert launcher.auto_jobs(torch.device("cpu"), specs) == expected
     assert launcher.auto_jobs(torch.device("cuda"), specs) == 1
