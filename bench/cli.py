@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="native (each library's fastest CPU code path) or portable (every CPU code path "
                              "pinned to AVX2, one thread per run: the same record on any x86-64 machine; "
                              "default for --preset paper on the CPU, else native)")
+    parser.add_argument("--exact-sqrt", action=argparse.BooleanOptionalAction, default=None,
+                        help="square roots rounded as IEEE 754 rounds them (the augmentation's crop sides, Adam's "
+                             "update) instead of MKL's approximate vector sqrt, whose last bit differs between "
+                             "Intel and AMD CPUs (default: on with portable numerics, else off)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -270,19 +274,33 @@ def write_manifest(out: Path, specs: list[RunSpec], jobs: int, command: str) -> 
     write_text_atomic(path, json.dumps(manifest, indent=1, default=str) + "\n")
 
 
+def other_settings(spec: RunSpec) -> Iterator[tuple[RunSpec, str]]:
+    """The same run under the other numerics and exact-sqrt settings, each with the flags that ask for it.
+    Both enter a run's key, and both defaults have changed (``cifar10c``'s paper preset from portable to
+    native numerics; portable runs from MKL's square roots to exact ones), so a folder may hold runs made
+    under other settings than the ones the same command asks for now."""
+    for numerics in NUMERICS:
+        for exact in (False, True):
+            engine = {k: v for k, v in spec.engine.items() if k != "exact_sqrt"}
+            if exact:
+                engine["exact_sqrt"] = True
+            other = replace(spec, numerics=numerics, engine=engine)
+            if other.key != spec.key:
+                yield other, f"--numerics {numerics} --{'' if exact else 'no-'}exact-sqrt"
+
+
 def warn_other_numerics(pending: list[RunSpec], done: set, checkpoints: Path | None) -> None:
-    """Numerics enter a run's key when portable, and the paper preset's default changed for ``cifar10c``
-    (portable, then native): a folder made under the other setting holds records and in-run checkpoints
-    that this sweep will not take. Say so before it starts them afresh."""
+    """Say which runs to do have a record or in-run checkpoint here under other numerics settings (which
+    this sweep will not take) before it starts them afresh."""
     found: dict[str, int] = {}
     for spec in pending:
-        (other,) = set(NUMERICS) - {spec.numerics}
-        key = replace(spec, numerics=other).key
-        if key in done or (checkpoints is not None and (checkpoints / f"{key}.pt").is_file()):
-            found[other] = found.get(other, 0) + 1
-    for other, count in found.items():
-        warn(f"{count} of the {len(pending)} runs to do have a record or checkpoint here made under {other} "
-             f"numerics; they will run again under the other setting (--numerics {other} takes those instead)")
+        for other, flags in other_settings(spec):
+            if other.key in done or (checkpoints is not None and (checkpoints / f"{other.key}.pt").is_file()):
+                found[flags] = found.get(flags, 0) + 1
+                break
+    for flags, count in found.items():
+        warn(f"{count} of the {len(pending)} runs to do have a record or checkpoint here made under other numerics "
+             f"settings; they will run again under these ({flags} takes those instead)")
 
 
 def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, device, ray_options: RayOptions,

@@ -102,8 +102,13 @@ def plan(args: argparse.Namespace, device_type: str = "cpu") -> list[RunSpec]:
             if dataset == d and hp.get("selection") == "best_valid_loss":
                 raise UsageError(f"{m} selects by best_valid_loss, but {d} with these options has no validation "
                                  f"split; {hint}, or --set {m}.selection=last_epoch")
-    engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
     numerics = _numerics(args, device_type, datasets)
+    engine = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
+    # Portable numerics need square roots that every vendor's CPU rounds alike (issue 41: MKL's vector sqrt
+    # refines rsqrtps); records made before this setting existed are its off state (``--no-exact-sqrt``).
+    exact_sqrt = getattr(args, "exact_sqrt", None)
+    if exact_sqrt if exact_sqrt is not None else numerics == "portable":
+        engine["exact_sqrt"] = True
     return [
         RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed, numerics)
         for d in datasets for r in ratios[d] for m in methods for s in seeds

@@ -50,7 +50,7 @@ class RunSpec:
     preset: str
     hparams: dict[str, Any] = field(hash=False)
     dataset_options: dict[str, Any] = field(hash=False)
-    # Non-default execution settings (amp, channels_last, compile); empty for the plain fp32 path.
+    # Non-default execution settings (amp, channels_last, compile, exact_sqrt); empty for the plain fp32 path.
     engine: dict[str, bool] = field(default_factory=dict, hash=False)
     # 0: the declared defaults; K > 0: the K-th random draw of the searchable hyperparameters.
     hparams_seed: int = 0
@@ -134,11 +134,10 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
     splits = {name: DeviceSplit(data.split(name), device, dataset.normalization(), dataset.input_transform(),
                                 channels_last)
               for name in ("train", "valid", "test")}
-    device_data = DeviceData(
-        **splits,
-        num_classes=dataset.num_classes,
-        augment=dataset.train_augmentation(device),
-    )
+    augment = dataset.train_augmentation(device)
+    if hasattr(augment, "exact_sqrt"):  # an augmentation that takes square roots declares it
+        augment.exact_sqrt = spec.engine.get("exact_sqrt", False)
+    device_data = DeviceData(**splits, num_classes=dataset.num_classes, augment=augment)
     data_seconds = time.perf_counter() - start
 
     torch.manual_seed(spec.seed)
@@ -153,6 +152,7 @@ def _train(spec: RunSpec, paths: RunPaths, device: torch.device, progress: bool,
         device=device,
         generator=generator,
         train_biases=device_data.train.biases if METHODS[spec.method].BIAS_SUPERVISED else None,
+        exact_sqrt=spec.engine.get("exact_sqrt", False),
     )
     method = METHODS[spec.method](dict(spec.hparams), ctx)
     configure(method, device, spec.engine)

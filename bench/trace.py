@@ -26,6 +26,7 @@ import argparse
 import gzip
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,12 @@ LIBRARY = {
     "AdaptiveAvgPool2d": "ATen's adaptive average pooling",
     "AvgPool2d": "ATen's average pooling",
     "Dropout": "ATen's bernoulli draw and multiply",
-    "input": "the batched augmentation (ATen: grid_sample, colour jitter; SLEEF and MKL VML for sin/cos/exp)",
+    "input": "the batched augmentation (ATen: grid_sample, colour jitter; MKL VML for sin/cos/exp and the crop "
+             "sides' sqrt, whose SSE4.2 kernel refines rsqrtps unless exact_sqrt)",
     "loss": "cross-entropy: ATen log_softmax (exp and log through MKL VML or SLEEF)",
     "grad": "the backward kernels of the layer that owns the parameter",
-    "param": "the optimiser's update (ATen's vectorised foreach or per-tensor kernels)",
+    "param": "the optimiser's update (ATen's per-tensor kernels; Adam's sqrt through MKL VML unless exact_sqrt, "
+             "which takes its fused kernel)",
 }
 
 
@@ -234,10 +237,16 @@ def trace(argv: list[str]) -> int:
     parser.add_argument("--ops", default=None, metavar="A-B", help="operation-level trace of steps A..B")
     parser.add_argument("--out", required=True, help="the trace file to write (JSON lines; gzip if it ends in .gz)")
     parser.add_argument("--compare", default=None, metavar="TRACE", help="another machine's trace of this run")
+    parser.add_argument("--exact-sqrt", action="store_true",
+                        help="swap MKL's square roots for exact ones (the engine setting exact_sqrt) in this trace: "
+                             "where it parts from the run's own trace, the run took a rounded root that differs")
     add_data_arguments(parser)
     args = parser.parse_args(argv)
     try:
         spec = spec_of(ok_records(args.folder, args.run)[0])
+        traced = spec.key  # the record's run, also when a swap changes how it computes
+        if args.exact_sqrt:
+            spec = replace(spec, engine={**spec.engine, "exact_sqrt": True})
         if spec.numerics != "portable":
             raise ValueError(f"run {spec.key} was made under native numerics: no other machine computes its bits")
         if args.steps < 1 or args.every < 1:
@@ -250,9 +259,9 @@ def trace(argv: list[str]) -> int:
         print(f"run_bench.py trace: error: {error}", file=sys.stderr)
         return 2
     tracer = Tracer(Path(args.out), args.every, ops, args.steps)
-    header = {"event": "header", "key": spec.key, "method": spec.method, "dataset": spec.dataset,
+    header = {"event": "header", "key": traced, "method": spec.method, "dataset": spec.dataset,
               "ratio": spec.ratio, "seed": spec.seed, "cpu_model": cpu_model(), "steps": args.steps,
-              "every": args.every, "ops": list(ops) if ops else None}
+              "every": args.every, "ops": list(ops) if ops else None, "engine": spec.engine}
     tracer.write(header)
     try:
         record = execute(spec, RunPaths(Path(args.data_root), Path(args.cache_dir)), torch.device("cpu"),

@@ -1,8 +1,10 @@
 """Time training steps in a fresh process, under the numerics named on the command line (they must be set
-before torch loads): ``python numerics_probe.py native|portable WORKLOAD STEPS`` prints one JSON line
-with the median seconds per step and the trained weights' hash (the same on every machine under
-portable numerics). Workloads: ``cmnist`` (CONV net, batch 128, PGD's augmentation, SGD)
-and ``cifar10c`` (ResNet-18, batch 256, crop/flip + normalisation, Adam), each at one thread."""
+before torch loads): ``python numerics_probe.py native|portable WORKLOAD STEPS [exact]`` prints one JSON
+line with the median seconds per step and the trained weights' hash (the same on every machine under
+portable numerics). ``exact``: the engine setting ``exact_sqrt`` (the augmentation's crop sides from
+``ieee_sqrt``, Adam's fused kernel), which portable runs take by default. Workloads: ``cmnist`` (CONV
+net, batch 128, PGD's augmentation, SGD) and ``cifar10c`` (ResNet-18, batch 256, crop/flip +
+normalisation, Adam), each at one thread."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from bench.numerics import apply_before_torch  # noqa: E402
 
 NUMERICS, WORKLOAD, STEPS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+EXACT = sys.argv[4:] == ["exact"]
 apply_before_torch(NUMERICS)
 
 import torch  # noqa: E402
@@ -30,9 +33,10 @@ from models import build_model  # noqa: E402
 
 WORKLOADS = {
     # name: (model, input shape, batch, augmentation, optimiser)
-    "cmnist": ("conv", (3, 28, 28), 128, PGDColoredMNISTAugmentation,
+    "cmnist": ("conv", (3, 28, 28), 128, lambda: PGDColoredMNISTAugmentation(exact_sqrt=EXACT),
                lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9, weight_decay=1e-3)),
-    "cifar10c": ("resnet18", (3, 32, 32), 256, lambda: CropFlipAugmentation(4), lambda p: torch.optim.Adam(p, lr=1e-3)),
+    "cifar10c": ("resnet18", (3, 32, 32), 256, lambda: CropFlipAugmentation(4),
+                 lambda p: torch.optim.Adam(p, lr=1e-3, fused=True if EXACT else None)),
 }
 
 
@@ -56,7 +60,8 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"numerics": NUMERICS, "workload": WORKLOAD, "step_seconds": statistics.median(seconds[1:]),
+    print(json.dumps({"numerics": NUMERICS, "exact_sqrt": EXACT, "workload": WORKLOAD,
+                      "step_seconds": statistics.median(seconds[1:]),
                       "weights_sha256": weights_sha256(model),
                       **state()}))
 

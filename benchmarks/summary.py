@@ -58,6 +58,10 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"portable_numerics_slowdown_{workload}: {extra['slowdown']:.2f}")
             lines.append(f"{workload}_step_seconds_native_1thread: {extra['native_step_seconds']:.4f}")
             lines.append(f"{workload}_step_seconds_portable_1thread: {extra['portable_step_seconds']:.4f}")
+            if "exact_sqrt_cost" in extra:
+                lines.append(f"{workload}_step_seconds_portable_exact_sqrt_1thread: "
+                             f"{extra['exact_sqrt_step_seconds']:.4f}")
+                lines.append(f"portable_exact_sqrt_cost_{workload}: {extra['exact_sqrt_cost']:.3f}")
         elif name == "test_jobs_throughput_gain":
             lines.append(f"jobs{extra['jobs']}_throughput_gain: {extra['gain']:.2f}")
     return lines

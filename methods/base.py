@@ -124,6 +124,9 @@ class RunContext:
     device: torch.device
     generator: torch.Generator
     train_biases: torch.Tensor | None = None
+    # The engine setting ``exact_sqrt``: optimisers whose update takes a square root compute it exactly
+    # (Adam's fused kernel: IEEE sqrt; its per-tensor path calls MKL's approximate one on the CPU).
+    exact_sqrt: bool = False
 
     @property
     def train_size(self) -> int:
@@ -256,7 +259,8 @@ class Method:
                 weight_decay=float(self.hp["weight_decay"]),
             )
         elif name == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(self.hp["weight_decay"]))
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(self.hp["weight_decay"]),
+                                         fused=True if self.ctx.exact_sqrt else None)
         else:
             raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
         self.optimizers[key] = optimizer

@@ -154,13 +154,13 @@ def test_runs_recorded_or_checkpointed_under_the_other_numerics_are_named_before
     # An old cifar10c paper folder: made portable, now planned native by default.
     a, b, c = plan(build_parser().parse_args(["--datasets", "cifar10c", "--preset", "paper", "--methods",
                                               "erm,lff,pgd", "--ratios", "0.05"]), "cpu")
-    assert a.numerics == "native"
+    assert a.numerics == "native" and a.engine == {}
     portable = [replace(spec, numerics="portable") for spec in (a, b, c)]
     (tmp_path / f"{portable[1].key}.pt").touch()  # b was interrupted under portable numerics
     warn_other_numerics([a, b, c], {portable[0].key}, tmp_path)
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("run_bench.py: warning: 2 of the 3 runs to do have a record or checkpoint here made "
-                           "under portable numerics") and "--numerics portable" in line
+                           "under other numerics settings") and "(--numerics portable --no-exact-sqrt takes" in line
     warn_other_numerics([a, b, c], {a.key}, None)
     assert capsys.readouterr().err == ""
 
