@@ -12,7 +12,9 @@ last bits on another machine, and a long training amplifies them into points of 
   (``PORTABLE_ENV``), so that a run's record (``weights_sha256``, every metric) is the same on any such
   machine of the same vendor. Across vendors that holds for short runs (``tests/other_cpu`` checks what the
   libraries choose by making a process see the other vendor), but paper-scale records still part after a
-  few epochs: some path rounds differently on the two vendors' silicon (issue 41).
+  few epochs: some path rounds differently on the two vendors' silicon (issue 41). The candidate found is
+  MKL's vector square root (it refines ``rsqrtps``), which portable runs avoid through the engine setting
+  ``exact_sqrt`` (``bench.plan``), pending a rerun on an AMD CPU.
   Parallelism then comes from ``--jobs``. It is the default of the paper preset on the CPU (but for a
   sweep of ``NATIVE_PAPER_DATASETS`` alone); ``native`` elsewhere (a CUDA run's GPU kernels cannot be
   pinned this way).
