@@ -14,7 +14,7 @@ TEST_WORKERS ?= auto
 DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,./data)
 export DATA_ROOT
 
-.PHONY: bench test gpu-dry-run benchmark check-reference check-reference-long lint setup clean
+.PHONY: bench test gpu-dry-run benchmark check-reference check-reference-long check-reference-full lint setup clean
 
 setup: $(STAMP)
 
@@ -44,12 +44,15 @@ benchmark: $(STAMP)
 	$(PY) -m pytest benchmarks -q --benchmark-json=results/benchmarks/latest.json
 	$(PY) benchmarks/summary.py results/benchmarks/latest.json
 
+# Rerun a folder's records (a fresh dataset cache) and compare them bit for bit.
+verify_fresh = cache=$$(mktemp -d) && $(PY) run_bench.py verify $(1) --data-root $(DATA_ROOT) --cache-dir $$cache; \
+	status=$$?; rm -rf $$cache; exit $$status
+
 # Rerun the committed portable-numerics reference records and compare them bit for bit (a fresh cache);
 # then again as a CPU of the other vendor would compute them (tests/other_cpu/other_vendor.c), where this
 # machine has CPUID faulting and a C compiler.
 check-reference: $(STAMP)
-	cache=$$(mktemp -d) && $(PY) run_bench.py verify results/portable-reference --data-root $(DATA_ROOT) \
-		--cache-dir $$cache; status=$$?; rm -rf $$cache; exit $$status
+	$(call verify_fresh,results/portable-reference)
 	@if grep -qw cpuid_fault /proc/cpuinfo 2>/dev/null && command -v cc >/dev/null; then \
 		dir=$$(mktemp -d) && cc -O2 -shared -fPIC -o $$dir/other_vendor.so tests/other_cpu/other_vendor.c && \
 		env -u PYTHONFAULTHANDLER LD_PRELOAD=$$dir/other_vendor.so $(PY) run_bench.py verify results/portable-reference \
@@ -59,8 +62,11 @@ check-reference: $(STAMP)
 # The long portable reference (results/portable-reference/long: full training sets, 20 epochs, well past
 # the epoch where a paper-scale record parted between Intel and AMD CPUs): about 10 minutes on 2 cores.
 check-reference-long: $(STAMP)
-	cache=$$(mktemp -d) && $(PY) run_bench.py verify results/portable-reference/long --data-root $(DATA_ROOT) \
-		--cache-dir $$cache; status=$$?; rm -rf $$cache; exit $$status
+	$(call verify_fresh,results/portable-reference/long)
+
+# A whole paper-preset cmnist record (results/portable-reference/full: ERM 0.5 %, 100 epochs): about 35 minutes.
+check-reference-full: $(STAMP)
+	$(call verify_fresh,results/portable-reference/full)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
