@@ -64,7 +64,7 @@ def _local(specs: list[RunSpec], paths: RunPaths, device: torch.device, jobs: in
         for spec in specs:
             yield spec, execute(spec, paths, device, progress=progress)
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # safe with CUDA, unlike fork
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                              initargs=(threads, os.getpid())) as pool:
@@ -119,6 +119,11 @@ def _ray(specs: list[RunSpec], paths: RunPaths, options: RayOptions) -> Iterator
         raise
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or ``taskset`` may narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def auto_jobs(device: torch.device, specs: list[RunSpec]) -> int:
     """``--jobs auto``: how many runs at once fill this machine fastest. On a GPU, 1 (``--jobs N`` shares
     it on purpose). On the CPU under portable numerics, one run per core (each is pinned to one thread).
@@ -130,7 +135,7 @@ def auto_jobs(device: torch.device, specs: list[RunSpec]) -> int:
     unit (two cores a run on Intel) rather than assuming that one run scales to every thread."""
     if device.type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     portable = all(spec.numerics == "portable" for spec in specs)
     vendor = cpu_vendor()
     jobs = cores if portable or vendor == "AuthenticAMD" else cores // 2

@@ -239,7 +239,8 @@ def trace(argv: list[str]) -> int:
     parser.add_argument("--compare", default=None, metavar="TRACE", help="another machine's trace of this run")
     parser.add_argument("--exact-sqrt", action="store_true",
                         help="swap MKL's square roots for exact ones (the engine setting exact_sqrt) in this trace: "
-                             "where it parts from the run's own trace, the run took a rounded root that differs")
+                             "where it parts from the run's own trace, the run took a rounded root that differs "
+                             "(with Adam, also where its fused kernel orders the update's arithmetic otherwise)")
     add_data_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -248,7 +249,7 @@ def trace(argv: list[str]) -> int:
         if args.exact_sqrt:
             spec = replace(spec, engine={**spec.engine, "exact_sqrt": True})
         if spec.numerics != "portable":
-            raise ValueError(f"run {spec.key} was made under native numerics: no other machine computes its bits")
+            raise ValueError(f"run {traced} was made under native numerics: no other machine computes its bits")
         if args.steps < 1 or args.every < 1:
             raise ValueError("--steps and --every must be at least 1")
         ops = _range(args.ops)

@@ -1,9 +1,11 @@
-"""The ``exact_sqrt`` engine setting (issue 41): portable runs take every square root as IEEE 754 rounds it,
-because MKL's vector sqrt, which ``torch.sqrt`` calls on the CPU, refines the CPU's approximate ``rsqrtps``
-and Intel's and AMD's approximations differ; the crop sides of the cmnist augmentation and Adam's update
-are where runs take one."""
+"""The ``exact_sqrt`` engine setting (issue 41): portable runs take the square roots of the cmnist crop sides
+and of Adam's update as IEEE 754 rounds them, because MKL's vector sqrt, which ``torch.sqrt`` calls on the
+CPU, refines the CPU's approximate ``rsqrtps`` and Intel's and AMD's approximations differ. (GroupDRO's
+generalisation adjustment, off by default, still takes ``torch.sqrt`` of its group sizes.)"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,8 @@ from datasets import DATASETS, augment
 from datasets.augment import PGDColoredMNISTAugmentation, ieee_sqrt
 from methods import METHODS, RunContext
 from reporting.records import read_records
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ieee_sqrt_is_exact_for_every_float32_of_two_binades():
@@ -35,7 +39,18 @@ def test_portable_runs_take_exact_square_roots_unless_told_not_to():
     (asked,) = plan(args("--exact-sqrt"))
     assert portable.engine == asked.engine == {"exact_sqrt": True}
     assert old.engine == native.engine == {}
-    assert old.key != portable.key  # the records made before the setting are its off state, keys unchanged
+    assert old.key != portable.key
+
+
+def test_the_committed_portable_records_keep_their_keys_as_the_off_state():
+    reference = build_parser().parse_args([
+        "--methods", "erm,pgd", "--datasets", "cmnist", "--ratios", "0.05", "--seeds", "0", "--preset", "paper",
+        "--epochs", "2", "--set", "cmnist.train_size=3000", "--set", "cmnist.eval_size=1000", "--numerics",
+        "portable", "--no-exact-sqrt"])  # results/portable-reference's command, made before the setting
+    committed = [r["key"] for r in read_records(ROOT / "results" / "portable-reference" / "results.jsonl")]
+    assert sorted(spec.key for spec in plan(reference)) == sorted(committed)
+    reference.exact_sqrt = None
+    assert not {spec.key for spec in plan(reference)} & set(committed)
 
 
 def test_adam_takes_its_fused_kernel_with_exact_square_roots():
