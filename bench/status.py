@@ -8,7 +8,8 @@ Every run the folder's sweeps asked for (``OUT/sweep.json``, written when a swee
   its stage, epoch and step from the checkpoint, the last test evaluation, optimiser steps per second
   between its two newest checkpoints and over the whole run so far (every phase counted: evaluations and
   checkpoints too), and the time left at the first of the two (the machine's pace now: a run resumed on a
-  faster or slower machine, or one that shared the CPU for a while, is not projected at its average);
+  faster or slower machine, or one that shared the CPU for a while, is not projected at its average; an
+  interval with a resume in it is skipped for the whole-run rate);
 - ``not started``: projected from a finished run of the same method and dataset, else from the steps its
   schedule takes and the seconds per step seen on the dataset, scaled by its number of models (``~``).
 
@@ -118,6 +119,8 @@ def step_rates(state: dict[str, Any], previous: dict[str, Any] | None) -> tuple[
     so_far = done / wall if done > 0 and wall > 0 else None
     if previous is None or previous.get("plan") != plan:
         return so_far, None
+    if len(state.get("resumed_from") or []) != len(previous.get("resumed_from") or []):
+        return so_far, None  # resumed in between: the interval holds a restart, not the machine's pace
     steps, seconds = done - steps_done(plan, previous), wall - float(previous.get("wall_s", 0.0))
     return so_far, steps / seconds if steps > 0 and seconds > 0 else None
 

@@ -12,7 +12,7 @@ import pytest
 from test_resume import command, killed_run
 
 from bench.cli import main
-from bench.status import read_checkpoints, sweep_running
+from bench.status import read_checkpoints, step_rates, sweep_running
 from bench.sweep_lock import LOCK_NAME, SweepLock, SweepLocked
 
 
@@ -85,3 +85,15 @@ def test_a_sweep_starting_while_status_probes_the_lock_waits_for_the_probe(tmp_p
     probe.close()
     with SweepLock(out, "the first sweep"), pytest.raises(SweepLocked, match="the first sweep"):
         SweepLock(out, "a second sweep").__enter__()  # a sweep that holds the folder is still refused
+
+
+def test_the_pace_between_checkpoints_skips_an_interval_with_a_resume():
+    plan = {"stages": [{"name": "train", "epochs": 2, "steps": None}], "steps_per_epoch": 100}
+
+    def state(steps: int, wall: float, resumes: int) -> dict:
+        return {"plan": plan, "position": {"stage": 0, "steps": steps}, "stage_steps": {}, "wall_s": wall,
+                "resumed_from": [{"step": 10}] * resumes}
+
+    assert step_rates(state(150, 100.0, 0), state(100, 75.0, 0)) == (1.5, 2.0)
+    assert step_rates(state(150, 100.0, 1), state(100, 75.0, 0)) == (1.5, None)  # a restart in between
+    assert step_rates(state(150, 100.0, 0), None) == (1.5, None)
