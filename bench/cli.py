@@ -289,7 +289,7 @@ def other_settings(spec: RunSpec) -> Iterator[tuple[RunSpec, str]]:
                 yield other, f"--numerics {numerics} --{'' if exact else 'no-'}exact-sqrt"
 
 
-def warn_other_numerics(pending: list[RunSpec], done: set, checkpoints: Path | None) -> None:
+def warn_other_settings(pending: list[RunSpec], done: set, checkpoints: Path | None) -> None:
     """Say which runs to do have a record or in-run checkpoint here under other numerics settings (which
     this sweep will not take) before it starts them afresh."""
     found: dict[str, int] = {}
@@ -313,7 +313,7 @@ def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, devic
     pending = [spec for spec in specs if spec.key not in done]
     print(f"preset {args.preset} on {device}: {len(specs)} runs, {len(specs) - len(pending)} already done "
           f"in {results}", file=sys.stderr)
-    warn_other_numerics(pending, done, paths.checkpoints)
+    warn_other_settings(pending, done, paths.checkpoints)
 
     failures = 0
     progress = not args.no_progress

@@ -107,7 +107,9 @@ def plan(args: argparse.Namespace, device_type: str = "cpu") -> list[RunSpec]:
     # Portable numerics need square roots that every vendor's CPU rounds alike (issue 41: MKL's vector sqrt
     # refines rsqrtps); records made before this setting existed are its off state (``--no-exact-sqrt``).
     exact_sqrt = getattr(args, "exact_sqrt", None)
-    if exact_sqrt if exact_sqrt is not None else numerics == "portable":
+    if exact_sqrt is None:
+        exact_sqrt = numerics == "portable"
+    if exact_sqrt:
         engine["exact_sqrt"] = True
     return [
         RunSpec(m, d, r, s, args.preset, hparams[m, d, r], options[d], engine, args.hparams_seed, numerics)

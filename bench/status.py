@@ -279,11 +279,11 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
     checkpoints = {key: entries[0][0] if entries else None for key, entries in found.items()}
     previous = {key: entries[1][0] if len(entries) > 1 else None for key, entries in found.items()}
     # The sweep works on at most --jobs runs at once: the ones whose checkpoints it wrote last.
-    newest = sorted((entries[0][1], key) for key, entries in found.items() if entries
-                    and latest.get(key, {}).get("status") != "ok")[::-1]
+    done = {record["key"] for record in finished}
+    newest = sorted((entries[0][1], key) for key, entries in found.items() if entries and key not in done)[::-1]
     active_keys = {key for _, key in newest[: max(1, int(manifest.get("jobs") or 1))]} if running else set()
     active = [(run, checkpoints[run["key"]], previous[run["key"]]) for run in manifest["runs"]
-              if checkpoints[run["key"]] is not None and latest.get(run["key"], {}).get("status") != "ok"]
+              if checkpoints[run["key"]] is not None and run["key"] not in done]
     rates, sizes = dataset_rates(active, finished)
     states = []
     for run in manifest["runs"]:

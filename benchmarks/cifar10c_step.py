@@ -87,6 +87,7 @@ def suite_steps(args: argparse.Namespace, total: int) -> list[float]:
     from bench.runner import configure
     from bench.trainer import DeviceData, Training
     from datasets import DATASETS, Split
+    from datasets.cache import read_archive
     from methods import METHODS, RunContext
 
     device = torch.device("cpu")
@@ -94,8 +95,7 @@ def suite_steps(args: argparse.Namespace, total: int) -> list[float]:
     rng = np.random.default_rng(0)
     n = BATCH * total
     if args.images:
-        cache = np.load(args.images)
-        split = Split(cache["train.images"][:n], cache["train.targets"][:n], cache["train.biases"][:n])
+        split = read_archive(args.images)["train"].head(n)
     else:
         split = Split(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), np.zeros(n, int))
     empty = Split(split.images[:0], split.targets[:0], split.biases[:0])

@@ -70,6 +70,13 @@ def _save(paths: tuple[Path, Path], splits: dict[str, Split], meta: dict[str, An
     _atomic_write(paths[1], lambda handle: handle.write(json.dumps(meta, indent=1).encode()))
 
 
+def read_archive(path: Path) -> dict[str, Split]:
+    """The splits of a cache's ``.npz`` archive, unchecked (``load_or_build`` checks them against their
+    parameters and hash)."""
+    with np.load(path) as archive:
+        return {s: Split(*(archive[f"{s}.{f}"] for f in FIELDS)) for s in SPLITS}
+
+
 def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, Split], str] | None:
     """The cached splits and their hash, or None when absent; raises ValueError when stale/corrupt."""
     data_path, meta_path = paths
@@ -77,8 +84,7 @@ def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, S
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        with np.load(data_path) as archive:
-            splits = {s: Split(*(archive[f"{s}.{f}"] for f in FIELDS)) for s in SPLITS}
+        splits = read_archive(data_path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"unreadable ({type(error).__name__}: {error})") from error
     if meta.get("params") != params:

@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from bench.cli import build_parser, main, warn_other_numerics
+from bench.cli import build_parser, main, warn_other_settings
 from bench.hparams import HparamError, resolve_hparams, resolve_options
 from bench.plan import plan
 from bench.sweep_lock import LOCK_NAME
@@ -157,11 +157,11 @@ def test_runs_recorded_or_checkpointed_under_the_other_numerics_are_named_before
     assert a.numerics == "native" and a.engine == {}
     portable = [replace(spec, numerics="portable") for spec in (a, b, c)]
     (tmp_path / f"{portable[1].key}.pt").touch()  # b was interrupted under portable numerics
-    warn_other_numerics([a, b, c], {portable[0].key}, tmp_path)
+    warn_other_settings([a, b, c], {portable[0].key}, tmp_path)
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("run_bench.py: warning: 2 of the 3 runs to do have a record or checkpoint here made "
                            "under other numerics settings") and "(--numerics portable --no-exact-sqrt takes" in line
-    warn_other_numerics([a, b, c], {a.key}, None)
+    warn_other_settings([a, b, c], {a.key}, None)
     assert capsys.readouterr().err == ""
 
 
