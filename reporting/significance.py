@@ -1,6 +1,7 @@
 """Across seeds: mean ± std (n) with a 95 % confidence interval per cell, and for each dataset x ratio
-whether the best method's lead over the runner-up is significant, and whether PGD (the suite's headline
-method, ``FOCUS``) differs significantly from the strongest other method.
+whether the best method's lead over the runner-up is significant, whether PGD (the suite's headline
+method, ``FOCUS``) differs significantly from the strongest other method and from each other method, and
+how far every method stands from a bias-supervised upper bound (GroupDRO) where one ran.
 
 The interval is the t-interval of the mean over seeds (mean ± t(0.975, n - 1) * std / sqrt(n)). The test
 is a two-sided paired t-test (``scipy.stats.ttest_rel``) on the seeds both methods ran, at level 0.05:
@@ -87,6 +88,47 @@ def focus_against_best_other(records: list[dict[str, Any]], metric: str = "test_
     return out
 
 
+def focus_against_each(records: list[dict[str, Any]], metric: str = "test_acc",
+                       focus: str = FOCUS) -> list[dict[str, Any]]:
+    """Per dataset x ratio where ``focus`` ran: ``focus`` against every other method that uses no bias labels,
+    ``focus`` minus it in points, the seeds paired and the p-value, methods in the tables' order."""
+    runs = ok_runs(records).dropna(subset=[metric])
+    runs = runs[~runs["bias_supervised"]]
+    out = []
+    for (dataset, ratio), cell in runs.groupby(["dataset", "ratio"], sort=False):
+        if focus in set(cell["method"]):
+            out += [{"dataset": dataset, "ratio": ratio, "other": other, **_compare(cell, focus, other, metric)}
+                    for other in dict.fromkeys(cell["method"]) if other != focus]
+    return out
+
+
+def gaps_to_bias_supervised(records: list[dict[str, Any]], metric: str = "test_acc") -> list[dict[str, Any]]:
+    """Per dataset x ratio and bias-supervised method that ran there (the ``bound``): every other method's
+    mean minus the bound's mean, in points (negative: below the upper bound)."""
+    runs = ok_runs(records).dropna(subset=[metric])
+    out = []
+    for (dataset, ratio), cell in runs.groupby(["dataset", "ratio"], sort=False):
+        means = cell.groupby("method", sort=False)[metric].mean()
+        for bound in dict.fromkeys(cell.loc[cell["bias_supervised"], "method"]):
+            out += [{"dataset": dataset, "ratio": ratio, "method": method, "bound": bound,
+                     "gap": float(mean - means[bound]) * 100} for method, mean in means.items() if method != bound]
+    return out
+
+
+def _grid(cells: list[tuple[str, str, str]]) -> str:
+    """A Markdown table from (row, column, text) triples, rows and columns in order of first appearance."""
+    table: dict[str, dict[str, str]] = {}
+    for row, column, text in cells:
+        table.setdefault(column, {})[row] = text
+    return tabulate(pd.DataFrame(table).fillna("–"), headers="keys", tablefmt="github", disable_numparse=True)
+
+
+def _p(row: dict[str, Any]) -> str:
+    if row["p_value"] is None:
+        return "not tested"
+    return f"p = {row['p_value']:.3g}" + (" *" if row["significant"] else "")
+
+
 def _verdict(row: dict[str, Any]) -> str:
     if row["p_value"] is None:
         return f"not tested ({row['pairs']} paired seed{'s' if row['pairs'] != 1 else ''})"
@@ -123,4 +165,14 @@ def render_seed_statistics(records: list[dict[str, Any]], metric: str = "test_ac
     if focus:
         text += (f"\n{FOCUS.upper()} against the strongest other method of each column (the runner-up where "
                  f"{FOCUS.upper()} leads; same test):\n\n" + "\n".join(focus) + "\n")
+    each = [(row["other"], f"{row['dataset']} {ratio_label(row['ratio'])}", f"{row['difference']:+.2f} ({_p(row)})")
+            for row in focus_against_each(records, metric)]
+    if len({row for row, _, _ in each}) > 1:
+        text += (f"\n{FOCUS.upper()} minus each other method, in points (paired p-value; * = significant):\n\n"
+                 + _grid(each) + "\n")
+    gaps = gaps_to_bias_supervised(records, metric)
+    for bound in dict.fromkeys(row["bound"] for row in gaps):
+        text += (f"\nEach method minus {bound}, in points (negative: below the upper bound):\n\n"
+                 + _grid([(row["method"], f"{row['dataset']} {ratio_label(row['ratio'])}", f"{row['gap']:+.2f}")
+                          for row in gaps if row["bound"] == bound]) + "\n")
     return text

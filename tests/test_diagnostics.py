@@ -18,7 +18,14 @@ from datasets import Split
 from reporting.diagnostics import render_bias_probe, render_conflict_detection
 from reporting.plots import conflict_pr_curves, group_accuracy_maps
 from reporting.records import read_records
-from reporting.significance import confidence_halfwidth, leads, paired_test, render_seed_statistics
+from reporting.significance import (
+    confidence_halfwidth,
+    focus_against_each,
+    gaps_to_bias_supervised,
+    leads,
+    paired_test,
+    render_seed_statistics,
+)
 
 FIXTURE = read_records(Path(__file__).parent / "fixtures" / "records.jsonl")
 POSITIVE = np.array([0, 0, 1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
@@ -107,6 +114,26 @@ def test_significance_marks_a_consistent_lead_and_not_a_noisy_one():
     assert "cmnist 1%: pgd * leads lff by +2.00 points, significant" in text
     assert "cmnist 5%: pgd leads lff" in text and "not significant" in text
     assert "paired t-test" in text
+
+
+def test_pgd_against_each_method_and_every_method_against_the_bias_supervised_bound():
+    # pgd: 0.90, 0.92, 0.94; lc: 2 points lower on every seed; dpr: the same mean as pgd, seeds shuffled;
+    # groupdro (bias-supervised): 0.95 on every seed.
+    pgd = (0.90, 0.92, 0.94)
+    records = [seed_record("pgd", 0.01, s, a) for s, a in enumerate(pgd)]
+    records += [seed_record("lc", 0.01, s, a - 0.02) for s, a in enumerate(pgd)]
+    records += [seed_record("dpr", 0.01, s, a) for s, a in enumerate((0.94, 0.90, 0.92))]
+    records += [{**seed_record("groupdro", 0.01, s, 0.95), "bias_supervised": True} for s in range(3)]
+    each = {row["other"]: row for row in focus_against_each(records)}
+    assert set(each) == {"lc", "dpr"}  # never the upper bound
+    assert each["lc"]["difference"] == pytest.approx(2.0) and each["lc"]["p_value"] == 0.0
+    assert each["dpr"]["difference"] == pytest.approx(0.0, abs=1e-9) and each["dpr"]["significant"] is False
+    gaps = {row["method"]: row["gap"] for row in gaps_to_bias_supervised(records)}
+    assert gaps == pytest.approx({"pgd": -3.0, "lc": -5.0, "dpr": -3.0})
+    text = render_seed_statistics(records)
+    assert "PGD minus each other method" in text and "| lc  | +2.00 (p = 0 *)" in text
+    assert "Each method minus groupdro (bias-supervised, upper bound)" in text and "| lc  | -5.00" in text
+    assert "Each method minus" not in render_seed_statistics(records[:-3])  # no bound ran: no gap table
 
 
 def test_confidence_interval_and_paired_test_edge_cases():
