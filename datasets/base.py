@@ -39,10 +39,30 @@ class Split:
         return len(self.targets)
 
     def head(self, n: int | None) -> Split:
-        """The first ``n`` samples (all when ``n`` is None). Samples are i.i.d., so a prefix keeps r."""
+        """The first ``n`` samples (all when ``n`` is None): a fair subset only of a split whose samples are
+        i.i.d. in its order (``BiasedDataset.IID_ORDER``)."""
         if n is None or n >= len(self):
             return self
         return Split(self.images[:n], self.targets[:n], self.biases[:n])
+
+    def spread(self, n: int | None) -> Split:
+        """``n`` samples drawn evenly from every (target, bias) group, in split order (all when ``n`` is None).
+
+        Systematic sampling within each group: its m samples in a random order get the keys (k + u) / m,
+        u uniform per group, and the n smallest keys are kept. A group gives n m / N samples to within one,
+        and a group too small for one sample still gives one with that probability, so the bias ratio holds
+        too. A prefix would not keep either: exact per-class bias labels put a class's biases in runs, and
+        folder-built splits are sorted by class. The draw is fixed (seed 0): the same subset every time."""
+        if n is None or n >= len(self):
+            return self
+        rng = np.random.default_rng(0)
+        groups = self.targets * (int(self.biases.max()) + 1) + self.biases
+        key = np.empty(len(self))
+        for group in np.unique(groups):
+            members = rng.permutation(np.flatnonzero(groups == group))
+            key[members] = (np.arange(len(members)) + rng.random()) / len(members)
+        keep = np.sort(np.argsort(key, kind="stable")[:n])
+        return Split(self.images[keep], self.targets[keep], self.biases[keep])
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,9 @@ class BiasedDataset:
     num_classes: ClassVar[int]
     input_shape: ClassVar[tuple[int, int, int]]
     PROTOCOL_VERSION: ClassVar[int] = 1
+    # True where every split's samples are i.i.d. in split order, so that ``train_size`` / ``eval_size``
+    # take a prefix; otherwise they take ``Split.spread``, which keeps every (target, bias) group's share.
+    IID_ORDER: ClassVar[bool] = False
     OPTIONS: ClassVar[dict[str, Any]] = {
         "data_seed": 0,
         "train_size": 0,
@@ -136,7 +159,7 @@ class BiasedDataset:
         return {}
 
     def subset_sizes(self) -> dict[str, int | None]:
-        """Prefix sizes per split from the ``train_size`` / ``eval_size`` options (0 = full split)."""
+        """Subset sizes per split from the ``train_size`` / ``eval_size`` options (0 = full split)."""
         train = int(self.options["train_size"]) or None
         evaluation = int(self.options["eval_size"]) or None
         return {"train": train, "valid": evaluation, "test": evaluation}

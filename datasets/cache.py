@@ -127,8 +127,11 @@ def load_or_build(spec: BiasedDataset, root: Path, ratio: float, cache_dir: Path
             splits, content_hash = cached
 
     sizes = spec.subset_sizes()
-    used = {name: splits[name].head(sizes[name]) for name in SPLITS}
+    take = Split.head if spec.IID_ORDER else Split.spread
+    used = {name: take(splits[name], sizes[name]) for name in SPLITS}
     full_params = {**params, "subset": sizes}
+    if not spec.IID_ORDER and any(sizes.values()):  # a new rule for these subsets: a new fingerprint
+        full_params["subset_rule"] = "spread"
     return BiasedData(
         train=used["train"],
         valid=used["valid"],

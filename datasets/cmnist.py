@@ -72,6 +72,7 @@ class ColoredMNIST(BiasedDataset):
     PAPER: ClassVar[str] = "Colored MNIST, PGD protocol (Ahn, Kim & Yun, ICLR 2023)"
     num_classes: ClassVar[int] = 10
     input_shape: ClassVar[tuple[int, int, int]] = (3, 28, 28)
+    IID_ORDER: ClassVar[bool] = True  # every sample's bias is drawn alone, and MNIST is not sorted by digit
     # PGD's official cmnist setting (reference notes): CONV net, SGD, StepLR 0.1 every 40 of 100 epochs.
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "model": "conv",

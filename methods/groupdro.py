@@ -15,7 +15,8 @@ uniform batches). eta (``robust_step_size``) 0.01, the authors' default.
 Deviations, stated: the optimiser, schedule and model are each dataset's protocol (PGD's on ``cmnist``),
 since the paper's own per-dataset scripts are not in the repository; selection is the dataset's rule
 (the paper selects by worst-group validation accuracy with bias labels), so the row differs from the
-other methods only in its training loss and sampling.
+other methods only in its training loss and sampling. With C > 0, a group absent from the training set
+gets the adjustment of a group of size 1, where the authors' code divides by zero and its weights turn NaN.
 """
 
 from __future__ import annotations

@@ -115,6 +115,7 @@ class LC(Method):
         "cifar10c": {"normalize_prior": True},
     }
     HPARAM_SPACE: ClassVar[dict] = {"q": Uniform(0.5, 0.9), "ema_alpha": Uniform(0.5, 0.999)}
+    EPOCH_HPARAMS: ClassVar[tuple[str, ...]] = (*Method.EPOCH_HPARAMS, "rampup")
     HPARAM_DOMAINS: ClassVar[dict] = {
         "q": UNIT_OPEN_CLOSED, "lambda_biased": NON_NEGATIVE, "tau": POSITIVE,
         "ema_alpha": Interval(0, 1, high_open=True), "prior_average": OneOf(PRIOR_AVERAGES),

@@ -1,4 +1,4 @@
-"""Shared base of the two-stage methods (JTT, PGD): train a first model, run a hook that derives the
+"""Shared base of the two-stage methods (JTT, PGD, DPR): train a first model, run a hook that derives the
 second stage's sampling from it, then train a second model, which is the one selected and evaluated."""
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from datasets.base import BiasedDataset, Split
+from datasets.bias_labels import exact_bias_labels
 from datasets.cache import load_or_build
 
 
@@ -98,3 +99,41 @@ def test_a_stand_in_mnist_never_shares_the_genuine_cache_key(monkeypatch, tmp_pa
         monkeypatch.setenv(TEST_MD5_ENV, json.dumps({"train-images-idx3-ubyte": "0" * 32}))
         assert spec.generation_params(tmp_path, 0.01)["source_md5"] == {"train-images-idx3-ubyte": "0" * 32}
         monkeypatch.delenv(TEST_MD5_ENV)
+
+
+def class_sorted_split(per_class: int = 100, conflict: float = 0.1) -> Split:
+    """A folder-built split: sorted by class, each class's biases in runs (exact per-class labels)."""
+    targets = np.repeat(np.arange(10), per_class)
+    biases = exact_bias_labels(targets, conflict, 10)
+    return Split(np.arange(len(targets)).reshape(-1, 1, 1, 1), targets, biases)  # each image its position
+
+
+def test_spread_keeps_every_class_and_the_bias_ratio_where_a_prefix_does_not():
+    split = class_sorted_split()
+    prefix, spread = split.head(200), split.spread(200)
+    assert set(prefix.targets.tolist()) == {0, 1}  # a prefix of a class-sorted split: two classes
+    counts = np.bincount(spread.targets, minlength=10)
+    assert counts.min() >= 18 and counts.max() <= 22  # each class's 90 aligned samples give exactly 18
+    assert np.mean(spread.biases != spread.targets) == pytest.approx(0.1, abs=0.02)
+    assert len(set(spread.biases[spread.biases != spread.targets].tolist())) >= 8  # conflicts of many colours
+    assert np.all(np.diff(spread.images.ravel()) > 0)  # in split order, no repeats
+    assert split.spread(None) is split and split.spread(10_000) is split
+
+
+class SortedToy(Toy):
+    name: ClassVar[str] = "sorted-toy"
+    num_classes: ClassVar[int] = 10
+
+    def generate(self, root, ratio):
+        split = class_sorted_split(conflict=ratio)
+        return {"train": split, "valid": split, "test": split}
+
+
+def test_subset_options_spread_over_groups_unless_the_dataset_is_iid_in_order(tmp_path):
+    spec = SortedToy({**SortedToy.OPTIONS, "train_size": 100, "eval_size": 50})
+    data = load_or_build(spec, tmp_path, 0.1, tmp_path)
+    assert np.bincount(data.train.targets, minlength=10).min() >= 9
+    assert len(data.test) == 50 and len(set(data.test.targets.tolist())) == 10
+    assert data.params["subset_rule"] == "spread"
+    full = load_or_build(SortedToy(dict(SortedToy.OPTIONS)), tmp_path, 0.1, tmp_path)
+    assert "subset_rule" not in full.params  # full splits keep their fingerprint

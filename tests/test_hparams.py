@@ -23,6 +23,8 @@ def test_shorter_schedule_scales_epoch_counted_hparams():
     hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", 10, {})
     assert (hp["epochs"], hp["lr_decay_step"]) == (10, 4)
     assert resolve_hparams(ERM, CMNIST, 0.01, "quick", None, {})["epochs"] == CMNIST.QUICK["epochs"]
+    lc = resolve_hparams(METHODS["lc"], CMNIST, 0.01, "paper", 50, {})  # LC's group-mixup ramp: 2 of 100 epochs
+    assert (lc["rampup"], lc["rampup_unit"]) == (1, "epochs")
 
 
 def test_set_overrides_last_and_is_typed():
