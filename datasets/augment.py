@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,14 +25,18 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generat
 def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """The square root as IEEE 754 rounds it: the same bits on every CPU.
 
-    ``torch.sqrt`` of a float32 CPU tensor calls MKL's vector square root, which refines the CPU's
-    approximate reciprocal square root (``rsqrtps``, whose table differs between Intel and AMD) and is not
-    correctly rounded: on this project's Intel Xeon (family 6, model 207) under portable numerics it gives
-    other bits than IEEE for 2,831,466 of the 16,777,216 float32 inputs in [1, 4). Computed in float64 and
-    rounded once to the input's precision it is exact for float32: MKL's float64 result is within an ulp of
-    the true root, and the root of a float32 is never that close to a float32 rounding boundary (|x - m^2|
-    is at least a 50-bit unit for any midpoint m)."""
-    return torch.sqrt(x.double()).to(x.dtype)
+    ``torch.sqrt`` of a CPU tensor calls MKL's vector square root, which refines the CPU's approximate
+    reciprocal square root (``rsqrtps``, whose table differs between Intel and AMD): its float32 kernel is
+    not correctly rounded (on this project's Intel Xeon, family 6, model 207, under portable numerics it
+    gives other bits than IEEE for 2,831,466 of the 16,777,216 float32 inputs in [1, 4)), and its float64
+    kernel, though within an ulp, takes the same approximation. On the CPU the root is numpy's, the
+    ``sqrtps`` / ``sqrtpd`` instruction, which IEEE fixes to the correctly rounded result on every vendor.
+    On another device the root is taken in float64 and rounded once to float32, which is exact: the root of
+    a float32 is never within a float64 ulp of a float32 rounding boundary (|x - m^2| is at least a 50-bit
+    unit for any midpoint m)."""
+    if x.device.type != "cpu":
+        return torch.sqrt(x.double()).to(x.dtype)
+    return torch.from_numpy(np.sqrt(x.numpy()))
 
 
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,15 @@ def test_ieee_sqrt_is_exact_for_every_float32_of_two_binades():
     # [1, 4) holds every significand at both exponent parities: the root of any other normal float32 is
     # one of these scaled by a power of two.
     x = np.arange(0x3F800000, 0x40800000, dtype=np.uint32).view(np.float32)
-    assert np.array_equal(ieee_sqrt(torch.from_numpy(x)).numpy(), np.sqrt(x))  # numpy: the sqrtps instruction
+    root = ieee_sqrt(torch.from_numpy(x)).numpy()
+    # Correctly rounded: x lies strictly between the squares of the root's neighbouring midpoints (25-bit
+    # numbers, so float64 squares them exactly; the root is in [1, 2), so its ulp is 2^-23 on both sides
+    # but at 1, where the one below is 2^-24).
+    r = root.astype(np.float64)
+    below = np.where(root == 1, 2.0**-25, 2.0**-24)
+    assert np.all((r - below) ** 2 < x) and np.all(x < (r + 2.0**-24) ** 2)
+    # The float64 route that the records made before numpy's root used gives the same bits.
+    assert np.array_equal(root, torch.sqrt(torch.from_numpy(x).double()).float().numpy())
 
 
 def args(*extra: str):
