@@ -29,14 +29,14 @@ def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     reciprocal square root (``rsqrtps``, whose table differs between Intel and AMD): its float32 kernel is
     not correctly rounded (on this project's Intel Xeon, family 6, model 207, under portable numerics it
     gives other bits than IEEE for 2,831,466 of the 16,777,216 float32 inputs in [1, 4)), and its float64
-    kernel, though within an ulp, takes the same approximation. On the CPU the root is numpy's, the
-    ``sqrtps`` / ``sqrtpd`` instruction, which IEEE fixes to the correctly rounded result on every vendor.
-    On another device the root is taken in float64 and rounded once to float32, which is exact: the root of
-    a float32 is never within a float64 ulp of a float32 rounding boundary (|x - m^2| is at least a 50-bit
-    unit for any midpoint m)."""
+    kernel, though within an ulp, takes the same approximation. On the CPU the root is numpy's (float16,
+    float32 or float64), the ``sqrtps`` / ``sqrtpd`` instruction of a stock numpy build, which IEEE fixes to
+    the correctly rounded result on every vendor. On another device the root is taken in float64 and
+    rounded once to the input's dtype, which is exact for float32: the root of a float32 is never within a
+    float64 ulp of a float32 rounding boundary (|x - m^2| is at least a 50-bit unit for any midpoint m)."""
     if x.device.type != "cpu":
         return torch.sqrt(x.double()).to(x.dtype)
-    return torch.from_numpy(np.sqrt(x.numpy()))
+    return torch.from_numpy(np.asarray(np.sqrt(x.detach().numpy())))
 
 
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

@@ -49,16 +49,18 @@ class Split:
         """``n`` samples drawn evenly from every (target, bias) group, in split order (all when ``n`` is None).
 
         Systematic sampling within each group: its m samples in a random order get the keys (k + u) / m,
-        u uniform per group, and the n smallest keys are kept. A group gives n m / N samples to within one,
-        and a group too small for one sample still gives one with that probability, so the bias ratio holds
-        too. A prefix would not keep either: exact per-class bias labels put a class's biases in runs, and
-        folder-built splits are sorted by class. The draw is fixed (seed 0): the same subset every time."""
+        u uniform per group, and the n smallest keys are kept. A group gives about n m / N samples (within
+        one of t m for the shared threshold t, itself within a few groups' worth of n / N), and a group too
+        small for one sample still gives one with that probability, so the bias ratio holds too. A prefix
+        would not keep either: exact per-class bias labels put a class's biases in runs, and folder-built
+        splits are sorted by class. The draw is fixed (seed 0): the same subset every time."""
         if n is None or n >= len(self):
             return self
         rng = np.random.default_rng(0)
-        groups = self.targets * (int(self.biases.max()) + 1) + self.biases
+        _, groups = np.unique(np.stack([self.targets, self.biases], axis=1), axis=0, return_inverse=True)
+        groups = groups.ravel()
         key = np.empty(len(self))
-        for group in np.unique(groups):
+        for group in range(int(groups.max()) + 1):
             members = rng.permutation(np.flatnonzero(groups == group))
             key[members] = (np.arange(len(members)) + rng.random()) / len(members)
         keep = np.sort(np.argsort(key, kind="stable")[:n])

@@ -167,7 +167,7 @@ def render_seed_statistics(records: list[dict[str, Any]], metric: str = "test_ac
                  f"{FOCUS.upper()} leads; same test):\n\n" + "\n".join(focus) + "\n")
     each = [(row["other"], f"{row['dataset']} {ratio_label(row['ratio'])}", f"{row['difference']:+.2f} ({_p(row)})")
             for row in focus_against_each(records, metric)]
-    if len({row for row, _, _ in each}) > 1:
+    if len({method for method, _, _ in each}) > 1:  # with one other method, the list above says it all
         text += (f"\n{FOCUS.upper()} minus each other method, in points (paired p-value; * = significant):\n\n"
                  + _grid(each) + "\n")
     gaps = gaps_to_bias_supervised(records, metric)
