@@ -118,6 +118,8 @@ def test_spread_keeps_every_class_and_the_bias_ratio_where_a_prefix_does_not():
     assert len(set(spread.biases[spread.biases != spread.targets].tolist())) >= 8  # conflicts of many colours
     assert np.all(np.diff(spread.images.ravel()) > 0)  # in split order, no repeats
     assert split.spread(None) is split and split.spread(10_000) is split
+    pairs = Split(np.arange(6).reshape(-1, 1, 1, 1), np.array([0, 0, 0, 1, 1, 1]), np.array([1, 1, 1, -1, -1, -1]))
+    assert sorted(pairs.spread(2).targets.tolist()) == [0, 1]  # groups are pairs, whatever the labels' values
 
 
 class SortedToy(Toy):
