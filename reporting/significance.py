@@ -119,8 +119,8 @@ def _grid(cells: list[tuple[str, str, str]]) -> str:
     """A Markdown table from (row, column, text) triples, rows and columns in order of first appearance."""
     table: dict[str, dict[str, str]] = {}
     for row, column, text in cells:
-        table.setdefault(column, {})[row] = text
-    return tabulate(pd.DataFrame(table).fillna("–"), headers="keys", tablefmt="github", disable_numparse=True)
+        table.setdefault(row, {})[column] = text
+    return tabulate(pd.DataFrame(table).T.fillna("–"), headers="keys", tablefmt="github", disable_numparse=True)
 
 
 def _p(row: dict[str, Any]) -> str:
@@ -143,14 +143,14 @@ def render_seed_statistics(records: list[dict[str, Any]], metric: str = "test_ac
         return "(no completed runs)\n"
     grouped = runs.groupby(["method", "dataset", "ratio"], sort=False)[metric]
     summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    table: dict[str, dict[str, str]] = {}
+    cells = []
     for row in summary.itertuples(index=False):
         mean, std = row.mean * 100, row.std * 100
         half = confidence_halfwidth(std, int(row.n))
         interval = "" if half is None else f" [{mean - half:.2f}, {mean + half:.2f}]"
         text = f"{mean:.2f}" if half is None else f"{mean:.2f} ± {std:.2f} ({row.n}){interval}"
-        table.setdefault(row.method, {})[f"{row.dataset} {ratio_label(row.ratio)}"] = text
-    body = tabulate(pd.DataFrame(table).T.fillna("–"), headers="keys", tablefmt="github", disable_numparse=True)
+        cells.append((row.method, f"{row.dataset} {ratio_label(row.ratio)}", text))
+    body = _grid(cells)
     lines = []
     for lead in leads(records, metric):
         where = f"{lead['dataset']} {ratio_label(lead['ratio'])}"
