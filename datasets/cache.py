@@ -4,7 +4,9 @@ The cache file name is a hash of the generation parameters, so another protocol,
 reads a foreign file. A JSON sidecar stores the parameters and a hash of the arrays; on load both are
 checked, and a stale or corrupt entry is rebuilt (with a warning), never silently used. Processes that
 share a cache folder (two sweeps, parallel test workers) take an exclusive ``flock`` per entry while they
-load or build it, so an entry is built once and never read half-written.
+load or build it, so an entry is built once and never read half-written. A process hashes an entry's
+arrays once: a file it has already checked and that is unchanged since (same inode, size and times) is
+not hashed again on its next load (a sweep loads each dataset once up front and once per run).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import numpy as np
 from datasets.base import SPLITS, BiasedData, BiasedDataset, Split
 
 FIELDS = ("images", "targets", "biases")
+# The arrays hash this process has already checked, per cache file identity (see ``_identity``).
+_CHECKED: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _canonical(params: dict[str, Any]) -> str:
@@ -77,6 +81,12 @@ def read_archive(path: Path) -> dict[str, Split]:
         return {s: Split(*(archive[f"{s}.{f}"] for f in FIELDS)) for s in SPLITS}
 
 
+def _identity(path: Path) -> tuple[str, int, int, int, int]:
+    """What changes whenever the file does: every write here replaces it (a new inode) and sets its times."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
 def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, Split], str] | None:
     """The cached splits and their hash, or None when absent; raises ValueError when stale/corrupt."""
     data_path, meta_path = paths
@@ -84,14 +94,17 @@ def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, S
         return None
     try:
         meta = json.loads(meta_path.read_text())
+        identity = _identity(data_path)
         splits = read_archive(data_path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"unreadable ({type(error).__name__}: {error})") from error
     if meta.get("params") != params:
         raise ValueError("generation parameters differ")
-    content_hash = arrays_hash(splits)
-    if meta.get("arrays_hash") != content_hash:
+    recorded = meta.get("arrays_hash")
+    content_hash = recorded if _CHECKED.get(identity) == recorded else arrays_hash(splits)
+    if recorded != content_hash:
         raise ValueError("array contents do not match their recorded hash")
+    _CHECKED[identity] = content_hash
     return splits, content_hash
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench import launcher
 from bench.cli import main
 from bench.data import DeviceSplit
 from bench.trainer import DeviceData, train_and_evaluate
@@ -32,31 +33,40 @@ def run(tmp_path, data_root, cache_dir, name, *extra):
 
 @pytest.fixture
 def image_inputs(monkeypatch):
-    """The largest input any flattened-image layer of any model sees, per forward call, all paths included
-    (training steps, evaluation, PGD's scoring copy, JTT's error set, DFA's encoders)."""
-    seen: list[float] = []
+    """The largest input any flattened-image layer of any model sees, per forward call and per method of
+    the sweep, all paths included (training steps, evaluation, PGD's scoring copy, JTT's error set, DFA's
+    encoders)."""
+    seen: dict[str, list[float]] = {}
+    running = [""]
+    execute = launcher.execute
+
+    def execute_noting_the_method(spec, *args, **kwargs):
+        running[0] = spec.method
+        return execute(spec, *args, **kwargs)
 
     def hook(module, args):
         # Blank inputs are the model check before any run (``models.check_model``), not data.
         if isinstance(module, torch.nn.Linear) and module.in_features == 3 * 28 * 28 and args[0].any():
-            seen.append(float(args[0].max()))
+            seen.setdefault(running[0], []).append(float(args[0].max()))
 
+    monkeypatch.setattr(launcher, "execute", execute_noting_the_method)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
     yield seen
     handle.remove()
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_the_authors_input_scale_reaches_every_models_input(tmp_path, data_root, cache_dir, image_inputs, method):
-    run(tmp_path, data_root, cache_dir, "authors", "--methods", method, "--epochs", "2",
-        "--set", "dfa.curriculum_step=1", "--set", "jtt.T=1")
-    assert len(image_inputs) >= 4
-    # The brightest coloured pixel is just below 1 in [0, 1]; the authors' MLP sees it divided by 255 again.
-    assert max(image_inputs) <= 1 / 255 + 1e-9 and max(image_inputs) > 0.5 / 255
-    image_inputs.clear()
-    run(tmp_path, data_root, cache_dir, "unit", "--methods", method, "--epochs", "2",
-        "--set", "dfa.curriculum_step=1", "--set", "jtt.T=1", "--set", "cmnist-lff.input_scale=unit")
-    assert min(image_inputs) > 0.5
+@pytest.mark.parametrize("scale", ["authors", "unit"])
+def test_the_authors_input_scale_reaches_every_models_input(tmp_path, data_root, cache_dir, image_inputs, scale):
+    run(tmp_path, data_root, cache_dir, scale, "--methods", ",".join(METHODS), "--epochs", "2",
+        "--set", "dfa.curriculum_step=1", "--set", "jtt.T=1", "--set", f"cmnist-lff.input_scale={scale}")
+    assert sorted(image_inputs) == sorted(METHODS)
+    for method, inputs in image_inputs.items():
+        assert len(inputs) >= 4, method
+        if scale == "authors":
+            # The brightest coloured pixel is just below 1 in [0, 1]; the authors' MLP sees it divided by 255 again.
+            assert 0.5 / 255 < max(inputs) <= 1 / 255 + 1e-9, method
+        else:
+            assert min(inputs) > 0.5, method
 
 
 def test_lff_split_trains_on_all_60k_with_exact_counts_and_no_validation(data_root, cache_dir):

@@ -75,6 +75,26 @@ def test_tampered_arrays_are_detected(tmp_path):
     assert Toy.builds == 2
 
 
+def test_a_file_changed_after_a_checked_load_is_checked_again(tmp_path, monkeypatch):
+    import datasets.cache as cache
+
+    Toy.builds = 0
+    make(tmp_path)
+    hashed, real_hash = [], cache.arrays_hash
+    monkeypatch.setattr(cache, "arrays_hash", lambda splits: hashed.append(1) or real_hash(splits))
+    make(tmp_path)
+    make(tmp_path)
+    assert len(hashed) == 1, "an unchanged file is hashed once per process"
+    (npz,) = tmp_path.glob("toy-*.npz")
+    with np.load(npz) as archive:
+        arrays = dict(archive)
+    arrays["valid.images"] = arrays["valid.images"] ^ 1
+    np.savez(npz, **arrays)  # rewritten in place: the same inode and size
+    with pytest.warns(UserWarning, match="do not match"):
+        make(tmp_path)
+    assert Toy.builds == 2
+
+
 def test_stale_parameters_are_detected(tmp_path):
     Toy.builds = 0
     make(tmp_path)

@@ -1,25 +1,21 @@
 """In-run checkpoints: a run SIGKILLed mid-way and rerun gives the uninterrupted run's record exactly.
 
-Each killed run is a real child process that kills itself (``bench.faults``) at a point drawn at random
+Each killed run is a real child process (``child_runs``) that kills itself (``bench.faults``) at a point drawn at random
 (seeded, so a failure reproduces): an optimiser step of any stage, or -- for the two-stage methods -- the
 between-stage step (PGD's scoring, JTT's error set), after a first kill inside stage 1.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from child_runs import killed_run
 
 from bench.checkpoint import Checkpointer
 from bench.cli import main
-from bench.faults import KILL_AT
 from bench.numerics import cpu_model
 from reporting.records import read_records
 
@@ -43,14 +39,6 @@ def command(out: Path, data_root: Path, cache_dir: Path, method: str, *extra: st
 def positions(record: dict) -> list[dict]:
     """Where each resume of ``record`` started (its ``resumed_from`` without the machines)."""
     return [{key: entry[key] for key in ("stage", "epoch", "step", "batch")} for entry in record["resumed_from"]]
-
-
-def killed_run(argv: list[str], point: str) -> None:
-    """Run ``run_bench.py argv`` in a child process that SIGKILLs itself at ``point``."""
-    env = {**os.environ, KILL_AT: point}
-    result = subprocess.run([sys.executable, "run_bench.py", *argv], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == -signal.SIGKILL, (point, result.returncode, result.stderr[-2000:])
 
 
 def kill_points(plain: dict, rng: random.Random) -> list[str]:

@@ -9,7 +9,8 @@ import re
 import threading
 
 import pytest
-from test_resume import command, killed_run
+from child_runs import killed_run
+from test_resume import command
 
 from bench.cli import main
 from bench.status import read_checkpoints, step_rates, sweep_running

@@ -1,0 +1,53 @@
+"""``run_bench.py`` runs in child processes that SIGKILL themselves (``bench.faults``), forked from a
+server that has already imported torch and the suite (multiprocessing's forkserver), so that each child
+skips the seconds of interpreter start-up and imports that ``python run_bench.py`` costs. Each child is
+still a process of its own, killed as a preempted machine would kill it: whatever it wrote is all the
+rerun gets.
+
+Only runs whose numerics are the test process's own go through here: the children inherit the server's
+already-loaded libraries, so a run that needs portable pins set before torch loads must start through
+``run_bench.py`` instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.faults import KILL_AT
+
+ROOT = Path(__file__).resolve().parents[1]
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["bench.cli"])
+
+
+def _run(argv: list[str], environ: dict[str, str], log: str) -> None:
+    from bench.cli import main
+
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(ROOT)
+    with open(log, "w") as handle:  # the child's own output, for the failure message
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+    sys.exit(main(argv))
+
+
+def killed_run(argv: list[str], point: str) -> None:
+    """Run ``run_bench.py argv`` in a child process that SIGKILLs itself at ``point``."""
+    handle, name = tempfile.mkstemp(prefix="killed-run-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
+    child = _CONTEXT.Process(target=_run, args=(argv, {**os.environ, KILL_AT: point}, str(log)))
+    child.start()
+    child.join(600)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    log.unlink(missing_ok=True)
+    assert child.exitcode == -signal.SIGKILL, (point, child.exitcode, output)
