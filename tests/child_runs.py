@@ -1,8 +1,8 @@
-"""``run_bench.py`` runs in child processes that SIGKILL themselves (``bench.faults``), forked from a
-server that has already imported torch and the suite (multiprocessing's forkserver), so that each child
-skips the seconds of interpreter start-up and imports that ``python run_bench.py`` costs. Each child is
-still a process of its own, killed as a preempted machine would kill it: whatever it wrote is all the
-rerun gets.
+"""``run_bench.py`` runs in child processes, forked from a server that has already imported torch and the
+suite (multiprocessing's forkserver), so that each child skips the seconds of interpreter start-up and
+imports that ``python run_bench.py`` costs. Each child is still a process of its own, killed as a
+preempted machine would kill it (by itself at a named point, ``bench.faults``, or by the test): whatever
+it wrote is all the rerun gets.
 
 Only runs whose numerics are the test process's own go through here: the children inherit the server's
 already-loaded libraries, so a run that needs portable pins set before torch loads must start through
@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from bench.faults import KILL_AT
@@ -37,17 +38,28 @@ def _run(argv: list[str], environ: dict[str, str], log: str) -> None:
     sys.exit(main(argv))
 
 
-def killed_run(argv: list[str], point: str) -> None:
-    """Run ``run_bench.py argv`` in a child process that SIGKILLs itself at ``point``."""
-    handle, name = tempfile.mkstemp(prefix="killed-run-", suffix=".log")
+def start_run(argv: list[str], **environ: str) -> tuple[BaseProcess, Path]:
+    """Start ``run_bench.py argv`` in a child process, with ``environ`` added to this process's
+    environment; its output goes to the returned log."""
+    handle, name = tempfile.mkstemp(prefix="child-run-", suffix=".log")
     os.close(handle)
-    log = Path(name)
-    child = _CONTEXT.Process(target=_run, args=(argv, {**os.environ, KILL_AT: point}, str(log)))
+    child = _CONTEXT.Process(target=_run, args=(argv, {**os.environ, **environ}, name))
     child.start()
-    child.join(600)
+    return child, Path(name)
+
+
+def wait_run(child: BaseProcess, log: Path, timeout: float = 600) -> tuple[int | None, str]:
+    """The child's exit code (negative: the signal that ended it) and the end of its output."""
+    child.join(timeout)
     if child.exitcode is None:
         child.kill()
         child.join()
     output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     log.unlink(missing_ok=True)
-    assert child.exitcode == -signal.SIGKILL, (point, child.exitcode, output)
+    return child.exitcode, output
+
+
+def killed_run(argv: list[str], point: str) -> None:
+    """Run ``run_bench.py argv`` in a child process that SIGKILLs itself at ``point``."""
+    code, output = wait_run(*start_run(argv, **{KILL_AT: point}))
+    assert code == -signal.SIGKILL, (point, code, output)

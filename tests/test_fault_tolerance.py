@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from child_runs import start_run, wait_run
 
 from bench.cli import main
 from reporting.records import read_records
@@ -38,19 +39,19 @@ def sigkill_mid_sweep_then_rerun(tmp_path, data_root, cache_dir, launcher: str, 
     """SIGKILL a six-run sweep's driver after two records, call ``reap`` (to end what the driver left), then
     rerun the same command: every run is recorded exactly once."""
     out = tmp_path / "out"
-    command = [sys.executable, "run_bench.py", *args(out, data_root, cache_dir, "--methods", "erm,lff,pgd",
-                                                      "--seeds", "0,1", "--launcher", launcher)]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = args(out, data_root, cache_dir, "--methods", "erm,lff,pgd", "--seeds", "0,1", "--launcher", launcher)
+    driver, log = start_run(argv)
     results = out / "results.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and (not results.exists() or results.read_text().count("\n") < 2):
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # in the middle of the third run (or while writing a record)
-    proc.wait()
+    os.kill(driver.pid, signal.SIGKILL)  # in the middle of the third run (or while writing a record)
+    wait_run(driver, log)
     reap()
     killed_at = len(read_records(results))
     assert 2 <= killed_at < 6
-    assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0
+    code, output = wait_run(*start_run(argv))
+    assert code == 0, output
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == 6 and len(set(keys)) == 6
 
