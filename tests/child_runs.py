@@ -48,14 +48,17 @@ def start_run(argv: list[str], **environ: str) -> tuple[BaseProcess, Path]:
     return child, Path(name)
 
 
-def wait_run(child: BaseProcess, log: Path, timeout: float = 600) -> tuple[int | None, str]:
-    """The child's exit code (negative: the signal that ended it) and the end of its output."""
+def wait_run(child: BaseProcess, log: Path, timeout: float = 600) -> tuple[int, str]:
+    """The child's exit code (negative: the signal that ended it) and the end of its output; a child still
+    running after ``timeout`` seconds is killed and fails the test (its SIGKILL is not the one tested)."""
     child.join(timeout)
-    if child.exitcode is None:
+    hung = child.exitcode is None
+    if hung:
         child.kill()
         child.join()
     output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     log.unlink(missing_ok=True)
+    assert not hung, f"the child run was still running after {timeout} s: {output}"
     return child.exitcode, output
 
 
