@@ -6,7 +6,10 @@ checked, and a stale or corrupt entry is rebuilt (with a warning), never silentl
 share a cache folder (two sweeps, parallel test workers) take an exclusive ``flock`` per entry while they
 load or build it, so an entry is built once and never read half-written. A process hashes an entry's
 arrays once: a file it has already checked and that is unchanged since (same inode, size and times) is
-not hashed again on its next load (a sweep loads each dataset once up front and once per run).
+not hashed again on its next load (a sweep loads each dataset once up front and once per run). As git does
+with its index, a file changed less than a second before its check is not remembered: on a kernel whose file
+times move in clock ticks of a few milliseconds, a rewrite within the same tick would keep every field of its
+identity.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -30,6 +34,7 @@ from datasets.base import SPLITS, BiasedData, BiasedDataset, Split
 FIELDS = ("images", "targets", "biases")
 # The arrays hash this process has already checked, per cache file identity (see ``_identity``).
 _CHECKED: dict[tuple[str, int, int, int, int], str] = {}
+SETTLED_NS = 1_000_000_000  # how long after its last change a checked file is remembered
 
 
 def _canonical(params: dict[str, Any]) -> str:
@@ -104,7 +109,8 @@ def _load(paths: tuple[Path, Path], params: dict[str, Any]) -> tuple[dict[str, S
     content_hash = recorded if _CHECKED.get(identity) == recorded else arrays_hash(splits)
     if recorded != content_hash:
         raise ValueError("array contents do not match their recorded hash")
-    _CHECKED[identity] = content_hash
+    if time.time_ns() - identity[4] >= SETTLED_NS:
+        _CHECKED[identity] = content_hash
     return splits, content_hash
 
 

@@ -11,6 +11,7 @@ already-loaded libraries, so a run that needs portable pins set before torch loa
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import signal
@@ -35,7 +36,13 @@ def _run(argv: list[str], environ: dict[str, str], log: str) -> None:
     with open(log, "w") as handle:  # the child's own output, for the failure message
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
-    sys.exit(main(argv))
+    try:
+        code = main(argv)
+    finally:
+        # A forked child ends in os._exit, which skips what ``python run_bench.py`` does at exit (Ray's
+        # shutdown of the local cluster it started, among others): run those handlers here.
+        atexit._run_exitfuncs()
+    sys.exit(code)
 
 
 def start_run(argv: list[str], **environ: str) -> tuple[BaseProcess, Path]:

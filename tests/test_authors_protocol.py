@@ -57,8 +57,9 @@ def image_inputs(monkeypatch):
 
 @pytest.mark.parametrize("scale", ["authors", "unit"])
 def test_the_authors_input_scale_reaches_every_models_input(tmp_path, data_root, cache_dir, image_inputs, scale):
+    unit = ["--set", "cmnist-lff.input_scale=unit"] if scale == "unit" else []  # "authors": the default
     run(tmp_path, data_root, cache_dir, scale, "--methods", ",".join(METHODS), "--epochs", "2",
-        "--set", "dfa.curriculum_step=1", "--set", "jtt.T=1", "--set", f"cmnist-lff.input_scale={scale}")
+        "--set", "dfa.curriculum_step=1", "--set", "jtt.T=1", *unit)
     assert sorted(image_inputs) == sorted(METHODS)
     for method, inputs in image_inputs.items():
         assert len(inputs) >= 4, method

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -83,8 +84,11 @@ def test_a_file_changed_after_a_checked_load_is_checked_again(tmp_path, monkeypa
     hashed, real_hash = [], cache.arrays_hash
     monkeypatch.setattr(cache, "arrays_hash", lambda splits: hashed.append(1) or real_hash(splits))
     make(tmp_path)
+    assert len(hashed) == 1, "a file changed less than SETTLED_NS ago is not remembered"
+    time.sleep(cache.SETTLED_NS / 1e9)
     make(tmp_path)
-    assert len(hashed) == 1, "an unchanged file is hashed once per process"
+    make(tmp_path)
+    assert len(hashed) == 2, "a settled, unchanged file is hashed once per process"
     (npz,) = tmp_path.glob("toy-*.npz")
     with np.load(npz) as archive:
         arrays = dict(archive)
