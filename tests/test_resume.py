@@ -19,7 +19,6 @@ from bench.cli import main
 from bench.numerics import cpu_model
 from reporting.records import read_records
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--datasets", "cmnist", "--ratios", "0.05", "--epochs", "3", "--no-progress",
          "--set", "cmnist.train_size=600", "--set", "cmnist.eval_size=200"]
 STEPS_PER_EPOCH = 5  # 600 training images in batches of 128
