@@ -27,6 +27,17 @@ def test_shorter_schedule_scales_epoch_counted_hparams():
     assert (lc["rampup"], lc["rampup_unit"]) == (1, "epochs")
 
 
+
+def test_lc_on_the_lff_protocol_takes_the_official_codes_network_and_batching():
+    """LC's official code (``MLP_DISENTANGLE``) has a 16-d penultimate layer and drops the last batch; the
+    protocol's other methods keep LfF's 100-d MLP and its full last batch."""
+    cmnist_lff = DATASETS["cmnist-lff"]
+    lc = resolve_hparams(METHODS["lc"], cmnist_lff, 0.01, "paper", None, {})
+    assert (lc["model"], lc["drop_last"], lc["optimizer"], lc["lr"]) == ("mlp16", True, "adam", 1e-2)
+    groupdro = resolve_hparams(METHODS["groupdro"], cmnist_lff, 0.01, "paper", None, {})
+    assert (groupdro["model"], groupdro["drop_last"]) == ("mlp", False)
+    assert resolve_hparams(METHODS["lc"], CMNIST, 0.01, "paper", None, {})["model"] == "conv"
+
 def test_set_overrides_last_and_is_typed():
     hp = resolve_hparams(ERM, CMNIST, 0.01, "paper", 10, {"lr": "0.1", "lr_decay_step": "7", "model": "mlp"})
     assert hp["lr"] == 0.1 and hp["lr_decay_step"] == 7 and hp["model"] == "mlp"
