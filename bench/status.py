@@ -2,16 +2,19 @@
 
 Every run the folder's sweeps asked for (``OUT/sweep.json``, written when a sweep starts) is one of:
 - ``done``: its ok record, with the unbiased test accuracy as selected, the oracle and the run's time;
-- ``failed``: its failed record, with the error (a sweep does not rerun it: remove the record to retry);
+- ``failed``: its failed record, with the error (a sweep does not rerun it: remove the record to retry), even
+  where a checkpoint of it is left;
 - ``running`` / ``interrupted``: it has an in-run checkpoint; running while the folder's sweep lock is held
   and its checkpoint is among the sweep's ``--jobs`` most recently written (an older one waits its turn);
   its stage, epoch and step from the checkpoint, the last test evaluation, optimiser steps per second
   between its two newest checkpoints and over the whole run so far (every phase counted: evaluations and
   checkpoints too), and the time left at the first of the two (the machine's pace now: a run resumed on a
   faster or slower machine, or one that shared the CPU for a while, is not projected at its average; an
-  interval with a resume in it is skipped for the whole-run rate);
+  interval with a resume in it is skipped for the whole-run rate); a run with no pace of its own yet (one
+  checkpoint, at step 0) at the dataset's, as below (``~``);
 - ``not started``: projected from a finished run of the same method and dataset, else from the steps its
-  schedule takes and the seconds per step seen on the dataset, scaled by its number of models (``~``).
+  schedule takes and the seconds per step seen on the dataset, scaled by its number of models (``~``): the
+  runs in progress give that pace (the machine's now), else the finished runs (their whole time).
 
 Then the whole sweep's projected time left, in run-hours and in wall-clock hours at the sweep's
 ``--jobs``. A run resumed on another machine under native numerics is flagged (``mixed machines``).
@@ -82,8 +85,8 @@ def load_manifest(out: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
         manifest["runs"] = [dict(run) for run in manifest["runs"]]
-        missing = [name for run in manifest["runs"] for name in ("key", "method", "dataset", "ratio", "seed")
-                   if name not in run]
+        missing = [name for run in manifest["runs"]
+                   for name in ("key", "method", "dataset", "ratio", "seed", "hparams") if name not in run]
         if missing:
             raise KeyError(missing[0])
     except (ValueError, KeyError, TypeError) as error:
@@ -154,8 +157,16 @@ def steps_done(plan: dict[str, Any], state: dict[str, Any]) -> int:
     return done + int(position["steps"])
 
 
+def models_per_step(state: dict[str, Any]) -> float:
+    """Models trained per optimiser step of a checkpointed run: all of them at every step for a one-stage
+    method (LfF, DFA), one per stage for a multi-stage one (PGD, JTT)."""
+    return (len(state.get("method", {}).get("optimizers", {})) or 1) / len(state["plan"]["stages"])
+
+
 def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool,
-                previous: dict[str, Any] | None = None) -> RunState:
+                previous: dict[str, Any] | None = None, seconds_per_model_step: float | None = None) -> RunState:
+    """``seconds_per_model_step``: the dataset's pace, for a run whose checkpoints give none of its own (one
+    written at step 0)."""
     plan, position = state.get("plan"), state["position"]
     status = RunState(run, "running" if running else "interrupted")
     if plan is None:
@@ -176,6 +187,10 @@ def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool,
     pace = status.recent_per_s or status.steps_per_s
     if pace:
         status.left_s = max(total - done, 0) / pace
+    elif seconds_per_model_step is not None:
+        status.left_s = max(total - done, 0) * seconds_per_model_step * models_per_step(state)
+        status.estimated = True
+        status.note = "~ at the dataset's seconds per model-step: no pace of its own yet"
     status.figure = f"{done:,} of {total:,} steps ({100 * done / total:.1f} %)" if total else ""
     mixed = mixed_machines(state.get("resumed_from") or [])
     if mixed:
@@ -232,26 +247,40 @@ def not_started(run: dict[str, Any], finished: list[dict[str, Any]], rates: dict
 
 
 def dataset_rates(states: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]],
-                  finished: list[dict[str, Any]]) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
+                  finished: list[dict[str, Any]], runs: dict[str, dict[str, Any]],
+                  ) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
     """Per dataset: seconds per optimiser step and model, from the runs in progress (their two newest
-    checkpoints, else their whole run so far), and the training set's size (records, or a plan's epoch
-    length times the batch)."""
+    checkpoints, else their whole run so far: the machine's pace now), else from the finished runs (their
+    whole time over their schedule's steps); and the training set's size (records, or a plan's epoch
+    length times the batch). ``runs``: the manifest's runs by key."""
     per_dataset: dict[str, tuple[float, int]] = {}
     sizes: dict[str, int] = {}
     for record in finished:
         sizes.setdefault(record["dataset"], int(record.get("dataset_sizes", {}).get("train", 0)) or 0)
+
+    def add(rates: dict[str, tuple[float, int]], dataset: str, seconds_per_model_step: float) -> None:
+        seconds, count = rates.get(dataset, (0.0, 0))
+        rates[dataset] = ((seconds * count + seconds_per_model_step) / (count + 1), count + 1)
+
     for run, state, previous in states:
         plan = state.get("plan")
         if plan is None:
             continue
         so_far, recent = step_rates(state, previous)
-        models = (len(state.get("method", {}).get("optimizers", {})) or 1) / len(plan["stages"])
         if recent or so_far:
-            seconds, count = per_dataset.get(run["dataset"], (0.0, 0))
-            per_dataset[run["dataset"]] = ((seconds * count + 1 / (recent or so_far) / models) / (count + 1),
-                                           count + 1)
+            add(per_dataset, run["dataset"], 1 / (recent or so_far) / models_per_step(state))
         if not sizes.get(run["dataset"]):
             sizes[run["dataset"]] = int(plan["steps_per_epoch"]) * int(run["hparams"].get("batch_size", 1))
+    from_records: dict[str, tuple[float, int]] = {}
+    for record in finished:
+        run, seconds = runs.get(record.get("key", "")), (record.get("timing") or {}).get("total_s")
+        if run is None or not seconds or not sizes.get(record["dataset"]):
+            continue
+        shape = models_and_steps(run, sizes[record["dataset"]])
+        if shape is not None and shape[1] > 0:
+            add(from_records, record["dataset"], float(seconds) / shape[1] / shape[0])
+    for dataset, rate in from_records.items():
+        per_dataset.setdefault(dataset, rate)
     return per_dataset, {name: size for name, size in sizes.items() if size}
 
 
@@ -279,12 +308,12 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
     checkpoints = {key: entries[0][0] if entries else None for key, entries in found.items()}
     previous = {key: entries[1][0] if len(entries) > 1 else None for key, entries in found.items()}
     # The sweep works on at most --jobs runs at once: the ones whose checkpoints it wrote last.
-    done = {record["key"] for record in finished}
+    done = set(latest)  # ok or failed: the sweep runs neither again
     newest = sorted((entries[0][1], key) for key, entries in found.items() if entries and key not in done)[::-1]
     active_keys = {key for _, key in newest[: max(1, int(manifest.get("jobs") or 1))]} if running else set()
     active = [(run, checkpoints[run["key"]], previous[run["key"]]) for run in manifest["runs"]
               if checkpoints[run["key"]] is not None and run["key"] not in done]
-    rates, sizes = dataset_rates(active, finished)
+    rates, sizes = dataset_rates(active, finished, {run["key"]: run for run in manifest["runs"]})
     states = []
     for run in manifest["runs"]:
         record, state = latest.get(run["key"]), checkpoints[run["key"]]
@@ -295,10 +324,11 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             mixed = mixed_machines(record.get("resumed_from") or [])
             states.append(RunState(run, "done", figure, f"{record['timing']['total_s'] / 3600:.1f} h",
                                    note="mixed machines: " + "; ".join(mixed) if mixed else ""))
-        elif state is not None:
-            states.append(in_progress(run, state, run["key"] in active_keys, previous[run["key"]]))
-        elif record is not None:
+        elif record is not None:  # failed: the sweep does not rerun it, whatever checkpoint is left
             states.append(RunState(run, "failed", note=str(record.get("error", ""))[:120]))
+        elif state is not None:
+            pace = rates.get(run["dataset"], (None, 0))[0]
+            states.append(in_progress(run, state, run["key"] in active_keys, previous[run["key"]], pace))
         else:
             states.append(not_started(run, finished, rates, sizes))
     return manifest, states, running

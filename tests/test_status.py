@@ -9,12 +9,16 @@ import re
 import threading
 
 import pytest
+import torch
 from child_runs import killed_run
 from test_resume import command
 
 from bench.cli import main
+from bench.hparams import resolve_hparams
 from bench.status import read_checkpoints, step_rates, sweep_running
 from bench.sweep_lock import LOCK_NAME, SweepLock, SweepLocked
+from datasets import DATASETS
+from methods import METHODS
 
 
 def status_lines(out, capsys) -> tuple[int, list[str]]:
@@ -61,13 +65,16 @@ def test_status_follows_a_sweep_from_interrupted_to_done(tmp_path, data_root, ca
     assert "Projected time left: none." in "\n".join(lines)
 
 
-@pytest.mark.parametrize("make", ["missing", "empty", "not_json"])
+@pytest.mark.parametrize("make", ["missing", "empty", "not_json", "no_hparams"])
 def test_status_of_a_folder_that_is_not_a_sweep_is_one_line_of_error(tmp_path, capsys, make):
     out = tmp_path / "out"
     if make != "missing":
         out.mkdir()
     if make == "not_json":
         (out / "sweep.json").write_text("{not json")
+    if make == "no_hparams":
+        run = {"key": "k", "method": "erm", "dataset": "cmnist", "ratio": 0.05, "seed": 0}
+        (out / "sweep.json").write_text(json.dumps({"runs": [run]}))
     assert main(["status", str(out)]) == 2
     captured = capsys.readouterr()
     (line,) = captured.err.strip().splitlines()
@@ -98,3 +105,40 @@ def test_the_pace_between_checkpoints_skips_an_interval_with_a_resume():
     assert step_rates(state(150, 100.0, 0), state(100, 75.0, 0)) == (1.5, 2.0)
     assert step_rates(state(150, 100.0, 1), state(100, 75.0, 0)) == (1.5, None)  # a restart in between
     assert step_rates(state(150, 100.0, 0), None) == (1.5, None)
+
+
+def test_a_folder_with_a_done_a_failed_a_fresh_and_an_unstarted_run_is_all_projected(tmp_path, capsys):
+    """The state of a long sweep between runs: ERM done, LfF checkpointed at step 0 only (no pace of its own),
+    PGD failed with a checkpoint left behind, DFA not started. Both unfinished runs are projected at the pace
+    ERM's record gives, scaled by their models; the failed run stays failed."""
+    cmnist = DATASETS["cmnist"]
+    runs = [{"key": f"k-{name}", "method": name, "dataset": "cmnist", "ratio": 0.05, "seed": 0,
+             "hparams": resolve_hparams(METHODS[name], cmnist, 0.05, "paper", 2, {}),
+             "dataset_options": dict(cmnist.OPTIONS)} for name in ("erm", "lff", "pgd", "dfa")]
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "sweep.json").write_text(json.dumps({"command": "run_bench.py", "jobs": 1, "runs": runs}))
+    erm_steps = 2 * 10  # 2 epochs of 1,280 images at batch 128
+    erm = {**{k: runs[0][k] for k in ("key", "method", "dataset", "ratio", "seed")}, "status": "ok",
+           "test_acc": 0.5, "env": {}, "timing": {"total_s": 1800.0 * erm_steps, "phases_s": {}},
+           "dataset_sizes": {"train": 1280}}
+    pgd = {**{k: runs[2][k] for k in ("key", "method", "dataset", "ratio", "seed")}, "status": "failed",
+           "error": "RuntimeError: out of memory"}
+    (out / "results.jsonl").write_text(json.dumps(erm) + "\n" + json.dumps(pgd) + "\n")
+    fresh = {"plan": {"stages": [{"name": "train", "epochs": 2, "steps": None}], "steps_per_epoch": 10},
+             "position": {"stage": 0, "epoch": 0, "steps": 0}, "log": [], "stage_steps": {}, "wall_s": 0.0,
+             "method": {"optimizers": {"biased": {}, "debiased": {}}}, "oracle": {"curve": []}}
+    for key in ("k-lff", "k-pgd"):
+        torch.save({"state": fresh}, out / "checkpoints" / f"{key}.pt")
+
+    code, lines = status_lines(out, capsys)
+    assert code == 0
+    assert row(lines, "erm cmnist 5% seed 0")[1] == "done"
+    lff = row(lines, "lff cmnist 5% seed 0")
+    assert lff[1] == "interrupted" and lff[6] == "~20.0 h"  # 20 steps x 2 models x ERM's 1,800 s
+    pgd_row = row(lines, "pgd cmnist 5% seed 0")
+    assert pgd_row[1] == "failed" and pgd_row[6] == "" and "out of memory" in pgd_row[7]
+    dfa = row(lines, "dfa cmnist 5% seed 0")
+    assert dfa[1] == "not started" and dfa[6].startswith("~") and dfa[6] != "~0.0 h"
+    summary = next(line for line in lines if line.startswith("4 runs:"))
+    assert "1 done, 1 interrupted, 1 failed, 1 not started" in summary and "not projected" not in summary
