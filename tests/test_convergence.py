@@ -31,13 +31,34 @@ def test_each_run_first_comes_and_then_stays_within_a_point():
 def test_the_common_length_keeps_every_run_near_its_final_figure_in_the_final_order():
     records = [record("erm", ERM), record("lff", LFF)]
     assert common_length(records, "cifar10c", 0.05, 0) == 2001
-    # LfF below ERM at step 2001 breaks the final order there: the common length moves to the last step.
-    swapped = [record("erm", ERM), record("lff", [*LFF[:4], (2001, 0.38), (2501, 0.495)])]
+    # A run that ends just under ERM (38.6 against 39.0): at step 2001 both are within a point of their final
+    # figures, but in the opposite order (38.9 against 38.5), so the common length moves to the last step.
+    close = [(1, 0.10), (501, 0.30), (1001, 0.39), (1501, 0.39), (2001, 0.389), (2501, 0.386)]
+    swapped = [record("erm", ERM), record("lff", close)]
+    assert [row["stays_within_final"] for row in convergence_rows(swapped)] == [2001, 1001]
     assert common_length(swapped, "cifar10c", 0.05, 0) == 2501
+    # Tied final figures set no order: either may lead before the end, whichever record comes first.
+    tied = [(1, 0.10), (501, 0.30), (1001, 0.39), (1501, 0.385), (2001, 0.386), (2501, 0.39)]
+    for pair in ([record("erm", ERM), record("lff", tied)], [record("lff", tied), record("erm", ERM)]):
+        assert common_length(pair, "cifar10c", 0.05, 0) == 2001
     assert common_length([record("erm", ERM)], "cifar10c", 0.05, 0) is None  # one run: no order to keep
     text = render_convergence(records)
     assert "| erm | cifar10c | 5% | 0 | 6 | 39.00 | 39.50 | 1,001 (40 %) | 1,001 (40 %) | 2,001 (80 %) |" in text
-    assert "from step 2,001 of 2,501 on." in text
+    assert "from step 2,001 on (80 % of the longest selected stage, 2,501 steps)." in text
+
+
+def test_the_final_figure_is_the_reported_one_not_the_last_evaluation():
+    """PGD reports the checkpoint chosen on validation: its curve is measured against that figure, as the
+    accuracy table shows it, not against its last model's."""
+    pgd = {**record("pgd", [(1, 0.10), (501, 0.44), (1001, 0.45), (1501, 0.43), (2001, 0.42), (2501, 0.42)]),
+           "test_acc": 0.45}
+    (row,) = convergence_rows([pgd])
+    assert (row["final"], row["best"]) == (45.0, 45.0)
+    assert (row["first_within_final"], row["stays_within_final"]) == (501, None)  # 42 % is 3 points under
+    # Against ERM (final 39 %), PGD's reported 45 % is far from its last evaluations: no common length.
+    assert common_length([record("erm", ERM), pgd], "cifar10c", 0.05, 0) is None
+    assert "at no evaluation step the runs share is every run within 1 point(s)" in render_convergence(
+        [record("erm", ERM), pgd])
 
 
 def test_runs_without_a_curve_are_left_out():
