@@ -334,8 +334,9 @@ def sweep(args: argparse.Namespace, specs: list[RunSpec], paths: RunPaths, devic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = read_records(results)
-    wanted = {spec.key for spec in specs}
-    print(write_reports(out, [r for r in records if r.get("key") in wanted], published))
+    # The folder's files describe the folder: every record in it, as ``run_bench.py report OUT`` renders them,
+    # so a sweep that adds runs to a folder (more seeds, another method) leaves no table of its part alone.
+    print(write_reports(out, records, published))
     print(f"wrote {out}/{', '.join([*TABLE_FILES, 'report.md'])}", file=sys.stderr)
     if failures:
         print(f"{failures} of {len(pending)} runs failed (see results.jsonl); exit code {EXIT_FAILED + failures}",

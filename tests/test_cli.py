@@ -14,6 +14,7 @@ import bench.launcher
 from bench.cli import main
 from bench.runner import RunSpec
 from reporting.records import read_records
+from reporting.tables import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "cmnist.train_size=600", "--set", "cmnist.eval_size=300", "--epochs", "2", "--no-progress"]
@@ -78,6 +79,9 @@ def test_rerun_resumes_without_duplicates(tmp_path, data_root, cache_dir, monkey
     records = read_records(out / "results.jsonl")
     assert sorted(r["seed"] for r in records) == [0, 1]
     assert len({r["key"] for r in records}) == 2
+    # A narrower command into the same folder still leaves the folder's table of every record in it.
+    assert run(out, data_root, cache_dir, "--seeds", "1") == 0
+    assert (out / "table.md").read_text() == render_markdown(records)
 
 
 def test_a_torn_last_line_is_repaired_on_rerun(tmp_path, data_root, cache_dir):
