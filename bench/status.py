@@ -322,7 +322,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[RunState], bool]:
             figure = f"test {100 * record['test_acc']:.2f} %" + (
                 f" (oracle {100 * oracle:.2f} %)" if isinstance(oracle, float) else "")
             mixed = mixed_machines(record.get("resumed_from") or [])
-            states.append(RunState(run, "done", figure, f"{record['timing']['total_s'] / 3600:.1f} h",
+            states.append(RunState(run, "done", figure, f"finished in {record['timing']['total_s'] / 3600:.1f} h",
                                    note="mixed machines: " + "; ".join(mixed) if mixed else ""))
         elif record is not None:  # failed: the sweep does not rerun it, whatever checkpoint is left
             states.append(RunState(run, "failed", note=str(record.get("error", ""))[:120]))

@@ -62,6 +62,7 @@ def test_status_follows_a_sweep_from_interrupted_to_done(tmp_path, data_root, ca
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     erm = row(lines, "erm cmnist 5% seed 0")
     assert erm[1] == "done" and erm[2].startswith(f"test {100 * records[0]['test_acc']:.2f} %")
+    assert erm[3] == f"finished in {records[0]['timing']['total_s'] / 3600:.1f} h"
     assert "Projected time left: none." in "\n".join(lines)
 
 
