@@ -193,8 +193,8 @@ def in_progress(run: dict[str, Any], state: dict[str, Any], running: bool,
         status.note = "~ at the dataset's seconds per model-step: no pace of its own yet"
     status.figure = f"{done:,} of {total:,} steps ({100 * done / total:.1f} %)" if total else ""
     mixed = mixed_machines(state.get("resumed_from") or [])
-    if mixed:
-        status.note = "mixed machines: " + "; ".join(mixed)
+    if mixed:  # beside the projection's note, not instead of it
+        status.note = "; ".join(filter(None, ["mixed machines: " + "; ".join(mixed), status.note]))
     return status
 
 

@@ -109,9 +109,10 @@ def test_the_pace_between_checkpoints_skips_an_interval_with_a_resume():
 
 
 def test_a_folder_with_a_done_a_failed_a_fresh_and_an_unstarted_run_is_all_projected(tmp_path, capsys):
-    """The state of a long sweep between runs: ERM done, LfF checkpointed at step 0 only (no pace of its own),
-    PGD failed with a checkpoint left behind, DFA not started. Both unfinished runs are projected at the pace
-    ERM's record gives, scaled by their models; the failed run stays failed."""
+    """The state of a long sweep between runs: ERM done, LfF checkpointed at step 0 only (no pace of its own,
+    resumed once on another machine), PGD failed with a checkpoint left behind, DFA not started. Both
+    unfinished runs are projected at the pace ERM's record gives, scaled by their models; the failed run
+    stays failed."""
     cmnist = DATASETS["cmnist"]
     runs = [{"key": f"k-{name}", "method": name, "dataset": "cmnist", "ratio": 0.05, "seed": 0,
              "hparams": resolve_hparams(METHODS[name], cmnist, 0.05, "paper", 2, {}),
@@ -129,14 +130,17 @@ def test_a_folder_with_a_done_a_failed_a_fresh_and_an_unstarted_run_is_all_proje
     fresh = {"plan": {"stages": [{"name": "train", "epochs": 2, "steps": None}], "steps_per_epoch": 10},
              "position": {"stage": 0, "epoch": 0, "steps": 0}, "log": [], "stage_steps": {}, "wall_s": 0.0,
              "method": {"optimizers": {"biased": {}, "debiased": {}}}, "oracle": {"curve": []}}
-    for key in ("k-lff", "k-pgd"):
-        torch.save({"state": fresh}, out / "checkpoints" / f"{key}.pt")
+    moved = {"stage": "train", "epoch": 0, "step": 0, "batch": 0, "machine": "Intel", "written_on": "AMD"}
+    torch.save({"state": {**fresh, "resumed_from": [moved]}}, out / "checkpoints" / "k-lff.pt")
+    torch.save({"state": fresh}, out / "checkpoints" / "k-pgd.pt")
 
     code, lines = status_lines(out, capsys)
     assert code == 0
     assert row(lines, "erm cmnist 5% seed 0")[1] == "done"
     lff = row(lines, "lff cmnist 5% seed 0")
     assert lff[1] == "interrupted" and lff[6] == "~20.0 h"  # 20 steps x 2 models x ERM's 1,800 s
+    assert lff[7] == ("mixed machines: train after 0 epoch(s): AMD -> Intel; "  # both notes, neither hidden
+                      "~ at the dataset's seconds per model-step: no pace of its own yet")
     pgd_row = row(lines, "pgd cmnist 5% seed 0")
     assert pgd_row[1] == "failed" and pgd_row[6] == "" and "out of memory" in pgd_row[7]
     dfa = row(lines, "dfa cmnist 5% seed 0")
